@@ -1,0 +1,122 @@
+"""Every exception rollsafe raises, in one place.
+
+Each message says what went wrong and, where there is one, what to do about
+it. Errors about a value carry ``path``: the object and field path of the bad
+value, for example ``Application.components[3].ports[0]``.
+
+The families:
+
+- :class:`DefinitionError`: a class or version history is declared wrongly;
+  raised when the class is defined or first used, never at run time later.
+- :class:`ValidationError`: a value given to an object is not allowed.
+- :class:`DecodeError`: a payload could not be decoded. Decoding untrusted
+  bytes raises only this family (including :class:`PayloadVersionError`),
+  never anything else, and changes nothing.
+- :class:`IncompatibleVersionError`: a version was asked for that the class
+  does not know, or data cannot be expressed at an older version.
+- :class:`UnknownObjectError`: a registry lookup of a name it does not hold.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecodeError",
+    "DefinitionError",
+    "DowngradeError",
+    "FingerprintMismatchError",
+    "IncompatibleVersionError",
+    "LimitExceededError",
+    "MissingFieldError",
+    "PayloadVersionError",
+    "ReadOnlyFieldError",
+    "RollsafeError",
+    "UnknownObjectError",
+    "UnknownVersionError",
+    "ValidationError",
+    "VersionTooNewError",
+]
+
+
+class RollsafeError(Exception):
+    """Base class of every rollsafe error."""
+
+
+class DefinitionError(RollsafeError, TypeError):
+    """An object class or its version history is declared wrongly."""
+
+
+class _PathError(RollsafeError):
+    """An error about one value, located by its object and field path."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class ValidationError(_PathError, ValueError):
+    """A value given to an object field is not allowed (wrong type, too long,
+    not an enum member, naive datetime, ...). Nothing was changed."""
+
+
+class MissingFieldError(ValidationError):
+    """A field with no default was not given when the object was built."""
+
+
+class ReadOnlyFieldError(ValidationError, AttributeError):
+    """A read-only field was assigned after construction."""
+
+
+class DecodeError(_PathError, ValueError):
+    """A payload is malformed: not the envelope, a wrong type, a missing or
+    unknown field, a bad value. ``path`` names the object and field."""
+
+
+class LimitExceededError(DecodeError):
+    """A payload is over a decoding limit (size, nesting depth, collection
+    length). Raise the limit in :class:`rollsafe.DecodeLimits` if the payload
+    is legitimate."""
+
+
+class IncompatibleVersionError(RollsafeError):
+    """A version was asked for that a class cannot produce or read."""
+
+
+class VersionTooNewError(IncompatibleVersionError):
+    """The version asked for is newer than the newest the class knows."""
+
+
+class UnknownVersionError(IncompatibleVersionError):
+    """The version is not in the class's history (and is not newer than it)."""
+
+
+class PayloadVersionError(DecodeError, IncompatibleVersionError):
+    """A payload carries a version this side cannot read: newer than the
+    class knows, or absent from its history. The sender should be asked for a
+    backport (see :func:`rollsafe.version_manifest`)."""
+
+    def __init__(self, path: str, problem: str, *, name: str, version: str,
+                 known: str) -> None:
+        self.name = name
+        self.version = version
+        self.known = known
+        super().__init__(path, problem)
+
+
+class DowngradeError(_PathError, IncompatibleVersionError):
+    """A value cannot be expressed at the older version asked for (for
+    example an enum value that version does not have, with no fallback
+    declared in the history)."""
+
+
+class UnknownObjectError(RollsafeError, LookupError):
+    """A registry was asked for an object name (or version) it does not hold."""
+
+
+class FingerprintMismatchError(RollsafeError):
+    """Object schemas changed without a version bump. ``diff`` holds the
+    readable report."""
+
+    def __init__(self, diff: str) -> None:
+        self.diff = diff
+        super().__init__(diff)

@@ -1,0 +1,1 @@
+"""The versioned object model: fields, histories, registries, tracking."""

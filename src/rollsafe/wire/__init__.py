@@ -1,0 +1,1 @@
+"""How objects look as bytes: the JSON and msgpack codecs."""
