@@ -32,6 +32,7 @@ from rollsafe.objects.api import (
 )
 from rollsafe.objects.base import VersionedObject
 from rollsafe.objects.fields import MISSING, Field, field
+from rollsafe.objects.fingerprint import canonical_schema, fingerprint
 from rollsafe.objects.history import (
     Added,
     Change,
@@ -86,7 +87,9 @@ __all__ = [
     "Version",
     "VersionTooNewError",
     "VersionedObject",
+    "canonical_schema",
     "field",
+    "fingerprint",
     "fields_of",
     "from_primitive",
     "remotable",

@@ -51,7 +51,7 @@ def to_primitive(obj: VersionedObject, version: str | None = None, *,
     an explicit ``version`` newer than current raises
     :class:`VersionTooNewError`."""
     info = type(obj)._rs_info
-    if version is not None:
+    if version is not None and version not in info.known_versions:
         try:
             key = parse_version(version)
         except ValueError as exc:
@@ -82,6 +82,10 @@ def from_primitive(primitive: Any, target: type[VersionedObject] | Registry, *,
     else:
         cls = target
     info = _info(cls)
+    try:
+        return info.decode_fast(primitive, limits, 1)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - the precise decoder below re-checks everything
+        pass
     return info.decode(primitive, info.name, limits, 1)  # type: ignore[no-any-return]
 
 

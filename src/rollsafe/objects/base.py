@@ -22,6 +22,7 @@ from rollsafe.errors import (
     IncompatibleVersionError,
     LimitExceededError,
     PayloadVersionError,
+    RollsafeError,
     ValidationError,
 )
 from rollsafe.objects.fields import MISSING, Field, FieldSpec, field
@@ -46,6 +47,8 @@ class ClassInfo:
         self.registry = registry
         self.history = history
         self.current = history.versions[-1]
+        #: The version strings as declared: a fast "is this known" test.
+        self.known_versions = frozenset(history.numbers)
         self.specs = specs
         self.remotes = remotes
         self.built = False
@@ -53,7 +56,11 @@ class ClassInfo:
         self.fields: dict[str, Field] = {}
         self.schemas: dict[tuple[int, int], dict[str, Field]] = {}
         self.child_versions: dict[tuple[int, int], dict[type[VersionedObject], str]] = {}
-        self.fast_decode: Callable[..., VersionedObject]
+        self._targets: dict[str, Version] = {}
+        self.encoders: dict[tuple[int, int], Callable[..., dict[str, Any]]] = {}
+        # Set by codegen: the precise data decoder and the fast envelope decoder.
+        self.decode_data: Callable[..., VersionedObject]
+        self.decode_fast: Callable[..., VersionedObject]
 
     # -- building ---------------------------------------------------------
     def build(self) -> None:
@@ -64,6 +71,9 @@ class ClassInfo:
         self._building = True
         try:
             self._resolve_fields()
+            for fld in self.fields.values():
+                for child in fld.ftype.object_classes():
+                    child._rs_info.build()
             self._derive_schemas()
             from rollsafe.objects import codegen
 
@@ -144,10 +154,16 @@ class ClassInfo:
             version = manifest.get(self.name)
         if version is None:
             return self.current
-        key = _version_key(version)
-        if key is not None and key >= self.current.key:
-            return self.current
-        return self.history.resolve(version, self.name)
+        found = self._targets.get(version)
+        if found is None:
+            key = _version_key(version)
+            if key is not None and key >= self.current.key:
+                found = self.current
+            else:
+                found = self.history.resolve(version, self.name)
+            if len(self._targets) < 64:  # bounded: versions come from peers
+                self._targets[version] = found
+        return found
 
     # -- encoding -----------------------------------------------------------
     def encode(self, obj: VersionedObject, version: str | None,
@@ -156,6 +172,10 @@ class ClassInfo:
         reg = self.registry
         target = self.target(version, manifest)
         if target is self.current and manifest is None:
+            try:
+                return obj._rs_envelope()
+            except RollsafeError:  # re-run the precise encoder for the error's path
+                pass
             data = obj._rs_encode(path, None)
             changes = obj._rs_what_changed()
         else:
@@ -185,10 +205,8 @@ class ClassInfo:
                 change.downgrade(values, path)
                 changes = {old for name in changes
                            if (old := change.old_name(name)) is not None}
-        schema = self.schemas[target.key]
-        data = {name: fld.ftype.to_prim(values[name], f"{path}.{name}", nested)
-                for name, fld in schema.items()}
-        return data, changes & schema.keys()
+        data = self.encoders[target.key](values, path, nested)
+        return data, changes & data.keys()
 
     # -- decoding -----------------------------------------------------------
     def decode(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> VersionedObject:
@@ -213,12 +231,12 @@ class ClassInfo:
             raise DecodeError(path, f"{reg.key_data} must be a dict, got {type(data).__name__}")
         number = prim.get(reg.key_version)
         if number == self.current.number:
-            obj = self.fast_decode(data, path, limits, depth)
+            obj = self.decode_data(data, path, limits, depth)
             version = self.current
         else:
             version = self._payload_version(number, path)
             if version is self.current:
-                obj = self.fast_decode(data, path, limits, depth)
+                obj = self.decode_data(data, path, limits, depth)
             else:
                 obj = self._upgrade(data, version, path, limits, depth)
         obj._rs_changed = self._decode_changes(prim.get(reg.key_changes, ()), version, path)
@@ -237,7 +255,7 @@ class ClassInfo:
     def _upgrade(self, data: dict[str, Any], version: Version, path: str,
                  limits: DecodeLimits, depth: int) -> VersionedObject:
         schema = self.schemas[version.key]
-        values = decode_values(schema, data, path, limits, depth,
+        values = decode_values(schema, data, path, limits, depth + 1,
                                f"{self.name} {version.number}")
         try:
             for newer in self.history.versions[self.history.index(version) + 1:]:
@@ -400,6 +418,9 @@ class VersionedObject(metaclass=_ObjectMeta):
 
     # Generated per class (see codegen); declared here for type checkers.
     def _rs_encode(self, path: str, nested: EncodeTarget | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _rs_envelope(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def _rs_values(self) -> dict[str, Any]:

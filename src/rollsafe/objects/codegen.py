@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from rollsafe.errors import DecodeError, MissingFieldError, ReadOnlyFieldError
 from rollsafe.objects.fields import MISSING, Field
 from rollsafe.objects.types import (
+    DateTimeType,
     DictType,
+    EnumType,
     FieldType,
     ListType,
     NullableType,
@@ -56,6 +58,38 @@ def _unknown_field(data: dict[Any, Any], known: frozenset[str], path: str, what:
             raise DecodeError(where, f"unknown field {key!r} for {what}")
 
 
+def _encode_objects(value: Any, cls: type, ftype: FieldType) -> Any:
+    """Fast path for a list of objects: every item of the exact class."""
+    if type(value) is list:
+        out = [x._rs_envelope() for x in value if type(x) is cls]
+        if len(out) == len(value):
+            return out
+    return ftype.to_prim(value, "", None)
+
+
+def _decode_objects(value: Any, info: ClassInfo, ftype: FieldType, limits: Any,
+                    depth: int) -> Any:
+    """Fast path for a list of object envelopes."""
+    if type(value) is list and len(value) <= limits.max_items and depth <= limits.max_depth:
+        decode = info.decode_fast
+        inner = depth + 1
+        return [decode(x, limits, inner) for x in value]
+    return ftype.from_prim(value, "", limits, depth)
+
+
+def _any_changed(objects: list[Any]) -> bool:
+    for obj in objects:
+        if obj._rs_has_changes():
+            return True
+    return False
+
+
+def _list_of_objects(ftype: FieldType) -> type | None:
+    if isinstance(ftype, ListType) and isinstance(ftype.item, ObjectType):
+        return ftype.item.cls
+    return None
+
+
 def _is_object(ftype: FieldType) -> bool:
     return isinstance(ftype.inner if isinstance(ftype, NullableType) else ftype, ObjectType)
 
@@ -80,17 +114,50 @@ def install(info: ClassInfo) -> None:
         "_unknown_field": _unknown_field,
         "_iter_objects": iter_objects,
         "_WHAT": f"{cname} {info.current.number}",
+        "_NAME": cname,
+        "_CUR": info.current.number,
+        "_CURV": info.current,
+        "_info": info,
+        "_SORTED_ALL": sorted(fields),
+        "_encode_objects": _encode_objects,
+        "_any_changed": _any_changed,
+        "_decode_objects": _decode_objects,
+        "_K_NAME": info.registry.key_name,
+        "_K_NS": info.registry.key_namespace,
+        "_K_VER": info.registry.key_version,
+        "_K_DATA": info.registry.key_data,
+        "_K_CH": info.registry.key_changes,
+        "_NS": info.registry.namespace,
+        "_STR_ONLY": frozenset({str}),
+        "_fromiso": _dt.datetime.fromisoformat,
     }
     for name, fld in fields.items():
         g[f"_t_{name}"] = fld.ftype
         g[f"_f_{name}"] = fld
         g[f"_d_{name}"] = fld.default
+        inner = fld.ftype.inner if isinstance(fld.ftype, NullableType) else fld.ftype
+        child = inner.cls if isinstance(inner, ObjectType) else _list_of_objects(inner)
+        if child is not None:
+            g[f"_C_{name}"] = child
+            g[f"_I_{name}"] = child._rs_info
+        if isinstance(inner, EnumType):
+            g[f"_E_{name}"] = inner.values
+        simple = _simple_item_types(fld.ftype)
+        if simple is not None:
+            g[f"_S_{name}"] = simple
     src: list[str] = []
     src += _init_source(cname, fields)
     src += _setter_source(cname, fields)
     src += _encode_source(fields)
+    src += _envelope_source(fields)
     src += _decode_source(fields)
+    src += _decode_envelope_source(fields)
     src += _tracking_source(fields)
+    for index, version in enumerate(info.history.versions[:-1]):
+        schema = info.schemas[version.key]
+        for name, fld in schema.items():
+            g[f"_o{index}_{name}"] = fld.ftype
+        src += _version_encoder_source(f"_rs_encode_{index}", f"_o{index}_", schema)
     text = "\n".join(src) + "\n"
     filename = f"<rollsafe generated {cls.__module__}.{cls.__qualname__}>"
     code = compile(text, filename, "exec")
@@ -104,31 +171,83 @@ def install(info: ClassInfo) -> None:
         setter = g[f"_set_{name}"]
         doc = f"{fld.ftype.describe()}{' (read-only)' if fld.read_only else ''}"
         setattr(cls, name, property(getter, setter, None, doc))
-    for method in ("_rs_encode", "_rs_values", "_rs_what_changed", "_rs_has_changes",
+    for method in ("_rs_encode", "_rs_envelope", "_rs_values", "_rs_what_changed", "_rs_has_changes",
                    "_rs_snapshot", "_rs_reset"):
         setattr(cls, method, g[method])
-    info.fast_decode = g["_rs_fast_decode"]
+    info.encoders = {version.key: g[f"_rs_encode_{index}"]
+                     for index, version in enumerate(info.history.versions[:-1])}
+    info.decode_data = g["_rs_decode_data"]
+    info.decode_fast = g["_rs_decode_fast"]
+
+
+def _simple_item_types(ftype: FieldType) -> frozenset[type] | None:
+    """For a list/set of exact-typed items, or a dict of them, the allowed
+    item types (checked in C with ``{*map(type, v)} <= S``)."""
+    from rollsafe.objects.types import BoolType, IntType, StrType
+
+    if isinstance(ftype, ListType | DictType | SetType):
+        item = ftype.item
+        if isinstance(item, ObjectType):
+            return frozenset({item.cls})
+        if type(item) is StrType and item.max_length is None:
+            return frozenset({str})
+        if type(item) in (IntType, BoolType):
+            return frozenset({int if type(item) is IntType else bool})
+    return None
+
+
+def _check_expr(var: str, fld: Field, name: str | None = None) -> str | None:
+    """Source of the cheap validity test of ``var`` for ``fld``."""
+    name = name or var
+    ftype = fld.ftype
+    inner = ftype.inner if isinstance(ftype, NullableType) else ftype
+    if isinstance(inner, EnumType | ObjectType):
+        check = (f"(type({var}) is str and {var} in _E_{name})" if isinstance(inner, EnumType)
+                 else f"type({var}) is _C_{name}")
+        return check if inner is ftype else f"({var} is None or {check})"
+    if _simple_item_types(ftype) is not None:
+        kind = {ListType: "list", DictType: "dict", SetType: "set"}[type(ftype)]
+        if kind == "dict":
+            return (f"(type({var}) is dict and {{*map(type, {var})}} <= _STR_ONLY "
+                    f"and {{*map(type, {var}.values())}} <= _S_{name})")
+        return f"(type({var}) is {kind} and {{*map(type, {var})}} <= _S_{name})"
+    return ftype.fast_check(var)
+
+
+def _immutable_default(fld: Field) -> bool:
+    return fld.has_default and fld.default_factory is None and (
+        fld.default is None or not fld.ftype.mutable)
 
 
 def _init_source(cname: str, fields: dict[str, Field]) -> list[str]:
-    params = ", ".join(f"{n}=_M" for n in fields)
+    # Immutable defaults sit in the signature (validated once, at build);
+    # everything else defaults to _M, which fails every fast check and so
+    # lands in _slow_<name>, where defaults and errors are handled.
+    params = ", ".join(f"{n}=_d_{n}" if _immutable_default(f) else f"{n}=_M"
+                       for n, f in fields.items())
     lines = [f"def __init__(self, *, {params}):" if fields else "def __init__(self):"]
     for name, fld in fields.items():
+        check = _check_expr(name, fld)
+        if check:
+            lines.append(f"    if not {check}:")
+            lines.append(f"        {name} = _slow_{name}({name})")
+        else:
+            lines.append(f"    {name} = _slow_{name}({name})")
+        lines.append(f"    self._v_{name} = {name}")
+    lines.append("    self._rs_changed = _ALL")
+    lines.append("    self._rs_baseline = None")
+    for name, fld in fields.items():
         path = repr(f"{cname}.{name}")
-        lines.append(f"    if {name} is _M:")
+        lines.append(f"def _slow_{name}(v):")
+        lines.append("    if v is _M:")
         if not fld.has_default:
             lines.append(f"        raise _MissingFieldError({path}, "
                          "'required field not given (it has no default)')")
-        elif fld.default_factory is None and (fld.default is None or not fld.ftype.mutable):
-            lines.append(f"        {name} = _d_{name}")
+        elif _immutable_default(fld):
+            lines.append(f"        return _d_{name}")
         else:
-            lines.append(f"        {name} = _f_{name}.make_default({path})")
-        check = fld.ftype.fast_check(name)
-        lines.append(f"    elif not {check}:" if check else "    else:")
-        lines.append(f"        {name} = _t_{name}.validate({name}, {path})")
-        lines.append(f"    self._v_{name} = {name}")
-    lines.append("    self._rs_changed = set(_ALL)")
-    lines.append("    self._rs_baseline = None")
+            lines.append(f"        return _f_{name}.make_default({path})")
+        lines.append(f"    return _t_{name}.validate(v, {path})")
     return lines
 
 
@@ -141,14 +260,16 @@ def _setter_source(cname: str, fields: dict[str, Field]) -> list[str]:
             lines.append(f"    raise _ReadOnlyFieldError({path}, "
                          "'read-only field: set it when the object is built')")
             continue
-        check = fld.ftype.fast_check("v")
+        check = _check_expr("v", fld, name)
         if check:
             lines.append(f"    if not {check}:")
             lines.append(f"        v = _t_{name}.validate(v, {path})")
         else:
             lines.append(f"    v = _t_{name}.validate(v, {path})")
         lines.append(f"    self._v_{name} = v")
-        lines.append(f"    self._rs_changed.add({name!r})")
+        lines.append("    ch = self._rs_changed")
+        lines.append("    if ch is not _ALL:")
+        lines.append(f"        ch.add({name!r})")
     return lines
 
 
@@ -166,9 +287,141 @@ def _encode_source(fields: dict[str, Field]) -> list[str]:
     return lines
 
 
+def _version_encoder_source(fname: str, prefix: str, schema: dict[str, Field]) -> list[str]:
+    """An encoder of an older version's data from a values dict."""
+    items = []
+    for name, fld in schema.items():
+        var = f"values[{name!r}]"
+        expr = fld.ftype.to_prim_src(var)
+        if expr is None:
+            expr = f"{prefix}{name}.to_prim({var}, path + {'.' + name!r}, nested)"
+        items.append(f"{name!r}: {expr}")
+    return [f"def {fname}(values, path, nested):", "    return {" + ", ".join(items) + "}"]
+
+
+def _envelope_source(fields: dict[str, Field]) -> list[str]:
+    """The fast encoder: the whole envelope at the current version, nested
+    objects through their own fast encoders. Errors it raises carry no
+    precise path; the caller then re-runs the precise encoder."""
+    lines = ["def _rs_envelope(self):"]
+    items = []
+    for name, fld in fields.items():
+        var = f"self._v_{name}"
+        ftype = fld.ftype
+        inner = ftype.inner if isinstance(ftype, NullableType) else ftype
+        expr = ftype.to_prim_src(var)
+        if expr is None and isinstance(inner, ObjectType):
+            lines.append(f"    v = {var}")
+            call = f"(v._rs_envelope() if type(v) is _C_{name} else _t_{name}.to_prim(v, '', None))"
+            if inner is not ftype:
+                call = f"(None if v is None else {call})"
+            lines.append(f"    e_{name} = {call}")
+            expr = f"e_{name}"
+        elif expr is None and _list_of_objects(inner) is not None and inner is ftype:
+            expr = f"_encode_objects({var}, _C_{name}, _t_{name})"
+        elif expr is None and _simple_item_types(ftype) is not None and \
+                isinstance(ftype, ListType) and not isinstance(ftype.item, ObjectType):
+            expr = (f"({var}[:] if type({var}) is list and {{*map(type, {var})}} <= _S_{name} "
+                    f"else _t_{name}.to_prim({var}, '', None))")
+        elif expr is None:
+            expr = f"_t_{name}.to_prim({var}, '', None)"
+        items.append(f"{name!r}: {expr}")
+    lines.append("    env = {_K_NAME: _NAME, _K_NS: _NS, _K_VER: _CUR, _K_DATA: {"
+                 + ", ".join(items) + "}}")
+    lines += [
+        "    ch = self._rs_changed",
+        "    if ch is _ALL:",
+        "        env[_K_CH] = _SORTED_ALL[:]",
+        "    else:",
+        "        ch = self._rs_what_changed()",
+        "        if ch:",
+        "            env[_K_CH] = sorted(ch)",
+        "    return env",
+    ]
+    return lines
+
+
+def _decode_envelope_source(fields: dict[str, Field]) -> list[str]:
+    """The fast decoder of a whole envelope. Anything but a well-formed
+    current-version envelope goes to the precise decoder."""
+    lines = [
+        "def _rs_decode_fast(prim, limits, depth):",
+        "    if (type(prim) is not dict or prim.get(_K_VER) != _CUR or prim.get(_K_NAME) != _NAME",
+        "            or prim.get(_K_NS) != _NS or depth > limits.max_depth):",
+        "        return _info.decode(prim, _NAME, limits, depth)",
+        "    data = prim.get(_K_DATA)",
+        "    n = len(prim)",
+        "    if type(data) is not dict or (n != 4 and (n != 5 or _K_CH not in prim)):",
+        "        return _info.decode(prim, _NAME, limits, depth)",
+        "    depth += 1",
+        "    o = _new(_cls)",
+        "    miss = 0",
+    ]
+    for name, fld in fields.items():
+        ftype = fld.ftype
+        inner = ftype.inner if isinstance(ftype, NullableType) else ftype
+        lines.append("    try:")
+        lines.append(f"        v = data[{name!r}]")
+        lines.append("    except KeyError:")
+        if not fld.has_default:
+            lines.append(f"        raise _DecodeError(_NAME, 'required field {name} missing')")
+        elif _immutable_default(fld):
+            lines.append(f"        v = _d_{name}")
+        else:
+            lines.append(f"        v = _f_{name}.make_default(_NAME)")
+        lines.append("        miss += 1")
+        lines.append("    else:")
+        if isinstance(inner, ObjectType):
+            call = f"_I_{name}.decode_fast(v, limits, depth)"
+            if inner is not ftype:
+                call = f"(None if v is None else {call})"
+            lines.append(f"        v = {call}")
+        elif _list_of_objects(inner) is not None and inner is ftype:
+            lines.append(f"        v = _decode_objects(v, _I_{name}, _t_{name}, limits, depth)")
+        elif isinstance(ftype, ListType | DictType) and _simple_item_types(ftype) is not None:
+            check = _check_expr("v", fld, name)
+            lines.append(f"        if {check} and len(v) <= limits.max_items "
+                         "and depth <= limits.max_depth:")
+            lines.append("            v = v.copy()")
+            lines.append("        else:")
+            lines.append(f"            v = _t_{name}.from_prim(v, '', limits, depth)")
+        elif isinstance(inner, DateTimeType):
+            lines.append("        w = _fromiso(v) if (type(v) is str and len(v) <= 64) else None")
+            test = "w is None or w.tzinfo is None"
+            if inner is not ftype:
+                test = f"v is not None and ({test})"
+            lines.append(f"        if {test}:")
+            lines.append(f"            w = _t_{name}.from_prim(v, '', limits, depth)")
+            lines.append("        v = w")
+        else:
+            check = ftype.fast_decode_check("v")
+            if isinstance(inner, EnumType):
+                check = _check_expr("v", fld, name)
+            if check:
+                lines.append(f"        if not {check}:")
+                lines.append(f"            v = _t_{name}.from_prim(v, '', limits, depth)")
+            else:
+                lines.append(f"        v = _t_{name}.from_prim(v, '', limits, depth)")
+        lines.append(f"    o._v_{name} = v")
+    lines += [
+        f"    if len(data) != {len(fields)} - miss:",
+        "        _unknown_field(data, _KNOWN, _NAME, _WHAT)",
+        "    ch = prim.get(_K_CH)",
+        "    if ch is None:",
+        "        o._rs_changed = set()",
+        "    elif type(ch) is list and _KNOWN.issuperset(ch):",
+        "        o._rs_changed = set(ch)",
+        "    else:",
+        "        o._rs_changed = _info._decode_changes(ch, _CURV, _NAME)",
+        f"    o._rs_baseline = {_snapshot_expr(fields, 'o')}",
+        "    return o",
+    ]
+    return lines
+
+
 def _decode_source(fields: dict[str, Field]) -> list[str]:
-    lines = ["def _rs_fast_decode(data, path, limits, depth):", "    o = _new(_cls)",
-             "    n = 0", "    get = data.get"]
+    lines = ["def _rs_decode_data(data, path, limits, depth):", "    o = _new(_cls)",
+             "    n = 0", "    get = data.get", "    depth += 1"]
     for name, fld in fields.items():
         sub = f"path + {'.' + name!r}"
         lines.append(f"    v = get({name!r}, _M)")
@@ -197,29 +450,34 @@ def _decode_source(fields: dict[str, Field]) -> list[str]:
 
 def _changed_expr(name: str, fld: Field, base: str) -> str:
     var = f"self._v_{name}"
+    if _list_of_objects(fld.ftype) is not None:
+        return f"({var} != {base} or _any_changed({var}))"
     if isinstance(fld.ftype, ObjectType):
         return f"({var} is not {base} or {var}._rs_has_changes())"
     expr = fld.ftype.changed_src(var, base)
     return expr if expr is not None else f"_t_{name}.changed({var}, {base})"
 
 
+def _snapshot_expr(fields: dict[str, Field], obj: str) -> str:
+    """Source of the baseline tuple of ``obj`` (None without mutable fields)."""
+    snaps = []
+    for name, fld in fields.items():
+        if not fld.ftype.mutable:
+            continue
+        var = f"{obj}._v_{name}"
+        if _is_object(fld.ftype):
+            snaps.append(var)
+            continue
+        expr = fld.ftype.snapshot_src(var)
+        if expr is not None and isinstance(fld.ftype, NullableType):
+            expr = f"(None if {var} is None else {expr})"
+        snaps.append(expr if expr is not None else f"_t_{name}.snapshot({var})")
+    return "(" + ", ".join(snaps) + ",)" if snaps else "None"
+
+
 def _tracking_source(fields: dict[str, Field]) -> list[str]:
     mutable = [(n, f) for n, f in fields.items() if f.ftype.mutable]
-    lines = ["def _rs_snapshot(self):"]
-    if not mutable:
-        lines.append("    return None")
-    else:
-        snaps = []
-        for name, fld in mutable:
-            var = f"self._v_{name}"
-            if _is_object(fld.ftype):
-                snaps.append(var)
-            else:
-                expr = fld.ftype.snapshot_src(var)
-                if expr is not None and isinstance(fld.ftype, NullableType):
-                    expr = f"(None if {var} is None else {expr})"
-                snaps.append(expr if expr is not None else f"_t_{name}.snapshot({var})")
-        lines.append("    return (" + ", ".join(snaps) + ",)")
+    lines = ["def _rs_snapshot(self):", f"    return {_snapshot_expr(fields, 'self')}"]
 
     lines += ["def _rs_what_changed(self):", "    ch = set(self._rs_changed)"]
     if mutable:

@@ -1,0 +1,138 @@
+"""Fingerprints: a hash of each class version's canonical schema.
+
+The canonical schema is plain data (names, type descriptions, defaults,
+nested versions, remote-method signatures) serialised as sorted, compact
+JSON, so the hash is the same on every Python version and changes when any
+of those change: ``list[str]`` vs ``list[int]``, nullable or not, a default,
+an enum value, the version a nested object is sent at, a remote method's
+parameters. Remote methods belong to the current version only (older
+versions are derived from the history, which does not record them).
+
+A fingerprint reads ``"1.1-<32 hex>"``. A fingerprint file records every
+version of every class of a registry; :func:`check_fingerprints` compares a
+registry with it and explains each difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from rollsafe.errors import FingerprintMismatchError
+from rollsafe.objects.base import VersionedObject
+from rollsafe.objects.history import parse_version
+from rollsafe.objects.registry import Registry
+
+__all__ = [
+    "assert_fingerprints",
+    "canonical_schema",
+    "check_fingerprints",
+    "fingerprint",
+    "fingerprints",
+    "read_fingerprints",
+    "write_fingerprints",
+]
+
+
+def canonical_schema(cls: type[VersionedObject], version: str | None = None) -> dict[str, Any]:
+    """The schema of ``cls`` at ``version`` (default current) as plain data."""
+    info = cls._rs_info
+    info.build()
+    found = info.current if version is None else info.history.resolve(version, info.name)
+    embedded = info.child_versions[found.key]
+
+    def version_of(child: type[VersionedObject]) -> str:
+        return embedded[child]
+
+    fields = []
+    for name, fld in sorted(info.schemas[found.key].items()):
+        fields.append({
+            "name": name,
+            "type": fld.ftype.canonical(version_of),
+            "default": fld.canonical_default(),
+            "read_only": fld.read_only,
+        })
+    schema: dict[str, Any] = {"name": info.name, "version": found.number, "fields": fields}
+    if found is info.current:
+        schema["remote_methods"] = [m.canonical() for _, m in sorted(info.remotes.items())]
+    return schema
+
+
+def fingerprint(cls: type[VersionedObject], version: str | None = None) -> str:
+    """``"<version>-<hash>"`` of the canonical schema at ``version``."""
+    schema = canonical_schema(cls, version)
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return f"{schema['version']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+def fingerprints(registry: Registry) -> dict[str, dict[str, str]]:
+    """Name -> version -> fingerprint, for every version of the newest
+    class of every name in ``registry``."""
+    out: dict[str, dict[str, str]] = {}
+    for cls in registry.newest():
+        out[cls._rs_info.name] = {v: fingerprint(cls, v) for v in cls.VERSIONS.numbers}
+    return out
+
+
+def check_fingerprints(registry: Registry, expected: dict[str, dict[str, str]]) -> list[str]:
+    """Every difference between ``registry`` and ``expected`` (as read from a
+    fingerprint file), each a sentence saying what to do. Empty when equal."""
+    actual = fingerprints(registry)
+    problems = []
+    for name in sorted(expected.keys() - actual.keys()):
+        problems.append(f"{name}: in the fingerprint file but no longer registered; removing "
+                        "an object breaks every older service that sends it")
+    for name in sorted(actual):
+        now = actual[name]
+        before = expected.get(name)
+        if before is None:
+            problems.append(f"{name}: new object ({', '.join(now)}); record it with --write")
+            continue
+        current = max(now, key=parse_version)
+        for version in sorted(before.keys() | now.keys(), key=parse_version):
+            old, new = before.get(version), now.get(version)
+            if old == new:
+                continue
+            if new is None:
+                problems.append(f"{name} {version}: recorded but gone from the history; a "
+                                "version once released must stay in the history")
+            elif old is None:
+                problems.append(f"{name} {version}: new version ({new}); record it with --write")
+            elif version == current:
+                problems.append(
+                    f"{name} {version}: schema changed without a version bump ({old} -> {new}); "
+                    f"add Version(...) after {version} in {name}.VERSIONS describing the change")
+            else:
+                problems.append(
+                    f"{name} {version}: the history no longer derives the schema released as "
+                    f"{version} ({old} -> {new}); fix the history so that {version} is what "
+                    "was released")
+    return problems
+
+
+def read_fingerprints(path: str | Path) -> dict[str, dict[str, str]]:
+    """Load a fingerprint file."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(
+            isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+            for v in data.values()):
+        raise ValueError(f"{path} is not a rollsafe fingerprint file")
+    return data
+
+
+def write_fingerprints(registry: Registry, path: str | Path) -> dict[str, dict[str, str]]:
+    """Record the fingerprints of ``registry`` in ``path``; return them."""
+    data = fingerprints(registry)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return data
+
+
+def assert_fingerprints(registry: Registry, path: str | Path) -> None:
+    """Raise :class:`FingerprintMismatchError` listing every difference
+    between ``registry`` and the file at ``path``."""
+    problems = check_fingerprints(registry, read_fingerprints(path))
+    if problems:
+        raise FingerprintMismatchError(
+            f"object fingerprints differ from {path}:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -1,0 +1,1 @@
+"""Test helpers for code that uses rollsafe (Hypothesis strategies in :mod:`.strategies`)."""
