@@ -34,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import model  # noqa: E402
-
 import rollsafe  # noqa: E402
 
 DEFAULT_ANCHOR = HERE.parent.parent / "shared" / "bench" / "ovo_anchor.py"

@@ -8,7 +8,7 @@ same history: Application 1.1 added ``restart_count``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from rollsafe import Added, History, Registry, Version, VersionedObject, field
@@ -58,7 +58,7 @@ class Application(VersionedObject, registry=bench):
     components: list[Component]
 
 
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 APP_ID = uuid.UUID("6f1c3a3e-1d2b-4c5a-9f00-0123456789ab")
 
 

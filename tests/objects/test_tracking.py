@@ -184,7 +184,7 @@ def test_in_place_change_inside_an_element_of_a_list_of_objects_is_reported(
 
 
 def test_replacing_an_element_of_a_list_of_objects_is_reported(tree: Tree) -> None:
-    replacement = Leaf()
+    replacement = Leaf(n=7)
     reset_changes(replacement)
     tree.leaves[0] = replacement
     assert what_changed(tree) == {"leaves"}

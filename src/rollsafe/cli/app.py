@@ -61,8 +61,12 @@ def fingerprints(
 
     A class whose schema changed without a version bump fails --check with
     a line saying what to add to its history."""
-    from rollsafe.objects.fingerprint import check_fingerprints, fingerprints as compute
-    from rollsafe.objects.fingerprint import read_fingerprints, write_fingerprints
+    from rollsafe.objects.fingerprint import (
+        check_fingerprints,
+        read_fingerprints,
+        write_fingerprints,
+    )
+    from rollsafe.objects.fingerprint import fingerprints as compute
 
     if (check is None) == (write is None):
         err.print("[red]error:[/] give exactly one of --check FILE or --write FILE")

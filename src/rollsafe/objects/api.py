@@ -60,7 +60,7 @@ def to_primitive(obj: VersionedObject, version: str | None = None, *,
             raise VersionTooNewError(
                 f"{info.name} cannot be sent at {version}: the newest version this code knows "
                 f"is {info.current.number} (a downgrade never goes upward)")
-    return info.encode(obj, version, manifest, info.name)  # type: ignore[no-any-return]
+    return info.encode(obj, version, manifest, info.name)
 
 
 @overload
@@ -77,14 +77,11 @@ def from_primitive(primitive: Any, target: type[VersionedObject] | Registry, *,
     Older versions are upgraded through the history; anything malformed
     raises :class:`DecodeError` (a version this side cannot read raises its
     subclass :class:`PayloadVersionError`). Nothing else escapes."""
-    if isinstance(target, Registry):
-        cls = _lookup(primitive, target)
-    else:
-        cls = target
+    cls = _lookup(primitive, target) if isinstance(target, Registry) else target
     info = _info(cls)
     try:
         return info.decode_fast(primitive, limits, 1)  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - the precise decoder below re-checks everything
+    except Exception:
         pass
     return info.decode(primitive, info.name, limits, 1)  # type: ignore[no-any-return]
 

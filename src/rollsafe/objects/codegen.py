@@ -61,7 +61,7 @@ def _unknown_field(data: dict[Any, Any], known: frozenset[str], path: str, what:
 def _encode_objects(value: Any, cls: type, ftype: FieldType) -> Any:
     """Fast path for a list of objects: every item of the exact class."""
     if type(value) is list:
-        out = [x._rs_envelope() for x in value if type(x) is cls]
+        out = [x._rs_envelope() for x in value if type(x) is cls]  # type: ignore[attr-defined]
         if len(out) == len(value):
             return out
     return ftype.to_prim(value, "", None)
@@ -78,7 +78,8 @@ def _decode_objects(value: Any, info: ClassInfo, ftype: FieldType, limits: Any,
 
 
 def _any_changed(objects: list[Any]) -> bool:
-    for obj in objects:
+    # A plain loop: measurably faster than any() over a generator here.
+    for obj in objects:  # noqa: SIM110
         if obj._rs_has_changes():
             return True
     return False
@@ -139,7 +140,7 @@ def install(info: ClassInfo) -> None:
         child = inner.cls if isinstance(inner, ObjectType) else _list_of_objects(inner)
         if child is not None:
             g[f"_C_{name}"] = child
-            g[f"_I_{name}"] = child._rs_info
+            g[f"_I_{name}"] = child._rs_info  # type: ignore[attr-defined]
         if isinstance(inner, EnumType):
             g[f"_E_{name}"] = inner.values
         simple = _simple_item_types(fld.ftype)
@@ -164,15 +165,15 @@ def install(info: ClassInfo) -> None:
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     exec(code, g)
 
-    cls.__init__ = g["__init__"]  # type: ignore[misc]
+    cls.__init__ = g["__init__"]  # type: ignore[method-assign]
     cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
     for name, fld in fields.items():
         getter = operator.attrgetter(f"_v_{name}")
         setter = g[f"_set_{name}"]
         doc = f"{fld.ftype.describe()}{' (read-only)' if fld.read_only else ''}"
         setattr(cls, name, property(getter, setter, None, doc))
-    for method in ("_rs_encode", "_rs_envelope", "_rs_values", "_rs_what_changed", "_rs_has_changes",
-                   "_rs_snapshot", "_rs_reset"):
+    for method in ("_rs_encode", "_rs_envelope", "_rs_values", "_rs_what_changed",
+                   "_rs_has_changes", "_rs_snapshot", "_rs_reset"):
         setattr(cls, method, g[method])
     info.encoders = {version.key: g[f"_rs_encode_{index}"]
                      for index, version in enumerate(info.history.versions[:-1])}
@@ -206,7 +207,8 @@ def _check_expr(var: str, fld: Field, name: str | None = None) -> str | None:
                  else f"type({var}) is _C_{name}")
         return check if inner is ftype else f"({var} is None or {check})"
     if _simple_item_types(ftype) is not None:
-        kind = {ListType: "list", DictType: "dict", SetType: "set"}[type(ftype)]
+        kind = "list" if isinstance(ftype, ListType) else (
+            "dict" if isinstance(ftype, DictType) else "set")
         if kind == "dict":
             return (f"(type({var}) is dict and {{*map(type, {var})}} <= _STR_ONLY "
                     f"and {{*map(type, {var}.values())}} <= _S_{name})")
@@ -312,7 +314,8 @@ def _envelope_source(fields: dict[str, Field]) -> list[str]:
         expr = ftype.to_prim_src(var)
         if expr is None and isinstance(inner, ObjectType):
             lines.append(f"    v = {var}")
-            call = f"(v._rs_envelope() if type(v) is _C_{name} else _t_{name}.to_prim(v, '', None))"
+            call = (f"(v._rs_envelope() if type(v) is _C_{name} "
+                    f"else _t_{name}.to_prim(v, '', None))")
             if inner is not ftype:
                 call = f"(None if v is None else {call})"
             lines.append(f"    e_{name} = {call}")
@@ -483,7 +486,8 @@ def _tracking_source(fields: dict[str, Field]) -> list[str]:
     if mutable:
         lines += ["    b = self._rs_baseline", "    if b is not None:"]
         for i, (name, fld) in enumerate(mutable):
-            lines.append(f"        if {name!r} not in ch and {_changed_expr(name, fld, f'b[{i}]')}:")
+            changed = _changed_expr(name, fld, f"b[{i}]")
+            lines.append(f"        if {name!r} not in ch and {changed}:")
             lines.append(f"            ch.add({name!r})")
     lines.append("    return ch")
 

@@ -23,6 +23,7 @@ never on wire primitives.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -103,7 +104,8 @@ class Added(Change):
 
     def previous_schema(self, schema: Schema, where: str) -> Schema:
         if self.name not in schema:
-            raise DefinitionError(f"{where}: Added({self.name!r}) but no such field in that version")
+            raise DefinitionError(
+                f"{where}: Added({self.name!r}) but no such field in that version")
         fld = schema[self.name]
         if self.default is MISSING and not fld.has_default:
             raise DefinitionError(
@@ -398,7 +400,7 @@ class History:
         bad = [v for v in versions if not isinstance(v, Version)]
         if bad:
             raise DefinitionError(f"History takes Version(...) entries, got {bad[0]!r}")
-        for older, newer in zip(versions, versions[1:], strict=False):
+        for older, newer in itertools.pairwise(versions):
             if newer.key <= older.key:
                 raise DefinitionError(
                     f"versions must increase: {newer.number} comes after {older.number}")

@@ -443,7 +443,7 @@ class NullableType(FieldType):
     def __init__(self, inner: FieldType) -> None:
         if isinstance(inner, NullableType):
             inner = inner.inner
-        self.inner = inner
+        self.inner: FieldType = inner
         self.mutable = inner.mutable
         self.hashable = inner.hashable
         self.name = inner.name
@@ -574,14 +574,14 @@ class ListType(_Collection):
                 try:
                     fast = [x._rs_envelope() for x in value if type(x) is item.cls]
                 except RollsafeError:  # the precise loop below names the path
-                    fast = []
-                if len(fast) == len(value):
+                    fast = None
+                if fast is not None and len(fast) == len(value):
                     return fast
             return [item.to_prim(x, f"{path}[{i}]", version_for) for i, x in enumerate(value)]
-        simple = _SIMPLE_CHECKS.get(type(item))
-        if simple is not None:
+        check = _SIMPLE_CHECKS.get(type(item))
+        if check is not None:
             for i, x in enumerate(value):
-                if not simple(item, x):
+                if not check(item, x):
                     item.validate(x, f"{path}[{i}]")
             return list(value)
         return [
@@ -594,18 +594,9 @@ class ListType(_Collection):
             raise self._bad_prim(prim, path)
         self._check_length(prim, path, limits, depth)
         item = self.item
-        if type(item) is StrType and item.max_length is None:
-            for x in prim:
-                if type(x) is not str:
-                    break
-            else:
-                return list(prim)
-        elif type(item) is IntType:
-            for x in prim:
-                if type(x) is not int:
-                    break
-            else:
-                return list(prim)
+        simple = self._simple
+        if simple is not None and {*map(type, prim)} <= simple:
+            return prim[:]
         dec = item.from_prim
         return [dec(x, f"{path}[{i}]", limits, depth + 1) for i, x in enumerate(prim)]
 
@@ -616,7 +607,9 @@ class ListType(_Collection):
         return list(value)
 
     def snapshot_src(self, var: str) -> str | None:
-        return None if self.item.mutable and not isinstance(self.item, ObjectType) else f"{var}[:]"
+        if self.item.mutable and not isinstance(self.item, ObjectType):
+            return None
+        return f"{var}[:]"
 
     def changed(self, value: Any, baseline: Any) -> bool:
         item = self.item
@@ -698,7 +691,8 @@ class DictType(_Collection):
         out = None
         for k, x in value.items():
             if type(k) is not str:
-                raise ValidationError(f"{path}[{_short(k)}]", f"dict keys must be str, got {_kind(k)}")
+                raise ValidationError(f"{path}[{_short(k)}]",
+                                      f"dict keys must be str, got {_kind(k)}")
             y = check(x, f"{path}[{k!r}]")
             if y is not x:
                 out = out or dict(value)
@@ -723,7 +717,8 @@ class DictType(_Collection):
         out = {}
         for k, x in value.items():
             if type(k) is not str:
-                raise ValidationError(f"{path}[{_short(k)}]", f"dict keys must be str, got {_kind(k)}")
+                raise ValidationError(f"{path}[{_short(k)}]",
+                                      f"dict keys must be str, got {_kind(k)}")
             sub = f"{path}[{k!r}]"
             if isinstance(item, ObjectType):
                 out[k] = item.to_prim(x, sub, version_for)
@@ -736,17 +731,16 @@ class DictType(_Collection):
             raise self._bad_prim(prim, path)
         self._check_length(prim, path, limits, depth)
         item = self.item
-        if type(item) is StrType and item.max_length is None:
-            for k, x in prim.items():
-                if type(k) is not str or type(x) is not str:
-                    break
-            else:
-                return dict(prim)
+        simple = self._simple
+        if (simple is not None and {*map(type, prim)} <= _STR_ONLY
+                and {*map(type, prim.values())} <= simple):
+            return prim.copy()
         dec = item.from_prim
         out = {}
         for k, x in prim.items():
             if type(k) is not str:
-                raise DecodeError(f"{path}[{_short(k)}]", f"dict keys must be str, got {_kind(k)}")
+                raise DecodeError(f"{path}[{_short(k)}]",
+                                  f"dict keys must be str, got {_kind(k)}")
             out[k] = dec(x, f"{path}[{k!r}]", limits, depth + 1)
         return out
 
@@ -757,7 +751,9 @@ class DictType(_Collection):
         return dict(value)
 
     def snapshot_src(self, var: str) -> str | None:
-        return None if self.item.mutable and not isinstance(self.item, ObjectType) else f"{var}.copy()"
+        if self.item.mutable and not isinstance(self.item, ObjectType):
+            return None
+        return f"{var}.copy()"
 
     def changed(self, value: Any, baseline: Any) -> bool:
         item = self.item

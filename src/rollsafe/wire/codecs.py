@@ -55,7 +55,7 @@ class Codec(Generic[T]):
             raise LimitExceededError(
                 "", f"payload of {len(payload)} bytes is over max_bytes {self.limits.max_bytes}")
         primitive = self.loads(bytes(payload))
-        return from_primitive(primitive, self.target, limits=self.limits)  # type: ignore
+        return from_primitive(primitive, self.target, limits=self.limits)
 
     def dumps(self, primitive: Any) -> bytes:
         """Primitive -> bytes."""
