@@ -55,7 +55,7 @@ class Codec(Generic[T]):
             raise LimitExceededError(
                 "", f"payload of {len(payload)} bytes is over max_bytes {self.limits.max_bytes}")
         primitive = self.loads(bytes(payload))
-        return from_primitive(primitive, self.target, limits=self.limits)
+        return from_primitive(primitive, self.target, limits=self.limits)  # type: ignore[return-value]
 
     def dumps(self, primitive: Any) -> bytes:
         """Primitive -> bytes."""
@@ -81,7 +81,7 @@ class JsonCodec(Codec[T]):
         self._error = orjson.JSONDecodeError
 
     def dumps(self, primitive: Any) -> bytes:
-        return self._dumps(primitive)  # type: ignore[no-any-return]
+        return self._dumps(primitive)
 
     def loads(self, payload: bytes) -> Any:
         try:
