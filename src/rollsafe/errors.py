@@ -20,6 +20,8 @@ The families:
 from __future__ import annotations
 
 __all__ = [
+    "field_path",
+    "short_repr",
     "DecodeError",
     "DefinitionError",
     "DowngradeError",
@@ -35,6 +37,21 @@ __all__ = [
     "ValidationError",
     "VersionTooNewError",
 ]
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, safe for any value a
+    payload can hold (a huge int's repr raises ValueError)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def field_path(path: str, name: str) -> str:
+    """``path.name``, with a very long (hostile) name cut short."""
+    return f"{path}.{name if len(name) <= 60 else name[:57] + '...'}"
 
 
 class RollsafeError(Exception):

@@ -3,7 +3,7 @@ nullability, read-only fields, max_length, equality and repr."""
 
 import math
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
 import pytest
@@ -21,7 +21,6 @@ from rollsafe import (
 
 reg = Registry("fields")
 
-UTC = timezone.utc
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ID = uuid.UUID("6f1c3a3e-1d2b-4c5a-9f00-0123456789ab")
 
@@ -487,7 +486,7 @@ def test_unsupported_annotation_is_a_definition_error_at_first_use(
         local_reg: Registry, annotation: Any) -> None:
     cls = type("Odd", (VersionedObject,), {"__annotations__": {"value": annotation}},
                registry=local_reg)
-    with pytest.raises(DefinitionError, match="Odd.value"):
+    with pytest.raises(DefinitionError, match=r"Odd\.value"):
         fields_of(cls)
 
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, overload
 
-from rollsafe.errors import DecodeError, UnknownObjectError, VersionTooNewError
+from rollsafe.errors import (
+    DecodeError,
+    LimitExceededError,
+    UnknownObjectError,
+    UnknownVersionError,
+    VersionTooNewError,
+)
 from rollsafe.objects.base import VersionedObject
 from rollsafe.objects.fields import Field
 from rollsafe.objects.history import parse_version
@@ -55,7 +61,7 @@ def to_primitive(obj: VersionedObject, version: str | None = None, *,
         try:
             key = parse_version(version)
         except ValueError as exc:
-            raise VersionTooNewError(f"{info.name}: {exc}") from None
+            raise UnknownVersionError(f"{info.name}: {exc}") from None
         if key > info.current.key:
             raise VersionTooNewError(
                 f"{info.name} cannot be sent at {version}: the newest version this code knows "
@@ -82,8 +88,12 @@ def from_primitive(primitive: Any, target: type[VersionedObject] | Registry, *,
     try:
         return info.decode_fast(primitive, limits, 1)  # type: ignore[no-any-return]
     except Exception:
-        pass
-    return info.decode(primitive, info.name, limits, 1)  # type: ignore[no-any-return]
+        pass  # the precise decoder below re-checks everything and names the path
+    try:
+        return info.decode(primitive, info.name, limits, 1)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise LimitExceededError(info.name, "payload nested deeper than this process can "
+                                            "decode; lower DecodeLimits.max_depth") from None
 
 
 def _lookup(primitive: Any, registry: Registry) -> type[VersionedObject]:

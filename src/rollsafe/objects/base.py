@@ -12,13 +12,17 @@ method name can clash with a field name.
 
 from __future__ import annotations
 
+import sys
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, dataclass_transform
 
 from rollsafe.errors import (
+    field_path,
+    short_repr,
     DecodeError,
     DefinitionError,
+    DowngradeError,
     IncompatibleVersionError,
     LimitExceededError,
     PayloadVersionError,
@@ -53,11 +57,15 @@ class ClassInfo:
         self.remotes = remotes
         self.built = False
         self._building = False
+        #: Where string annotations are resolved: the defining module's
+        #: globals and, for a class defined in a function, its locals.
+        self.namespaces: tuple[dict[str, Any] | None, dict[str, Any]] = (None, {})
         self.fields: dict[str, Field] = {}
         self.schemas: dict[tuple[int, int], dict[str, Field]] = {}
         self.child_versions: dict[tuple[int, int], dict[type[VersionedObject], str]] = {}
         self._targets: dict[str, Version] = {}
         self.encoders: dict[tuple[int, int], Callable[..., dict[str, Any]]] = {}
+        self.all_fields: frozenset[str] = frozenset()
         # Set by codegen: the precise data decoder and the fast envelope decoder.
         self.decode_data: Callable[..., VersionedObject]
         self.decode_fast: Callable[..., VersionedObject]
@@ -86,9 +94,13 @@ class ClassInfo:
         from rollsafe.objects.types import type_from_annotation
 
         cls = self.cls
-        localns = {**self.registry.type_namespace(), cls.__name__: cls}
+        globalns, frame_locals = self.namespaces
+        localns = {**self.registry.type_namespace(), **frame_locals, cls.__name__: cls}
+        own = cls.__dict__.get("__annotations__", {})
+        holder = _Annotations({name: own[name] for name in self.specs})
         try:
-            hints = typing.get_type_hints(cls, localns=localns, include_extras=True)
+            hints = typing.get_type_hints(holder, globalns=globalns, localns=localns,
+                                          include_extras=True)
         except NameError as exc:
             raise DefinitionError(f"{self.name}: cannot resolve a field annotation ({exc}); "
                                   "define the class it names first, in this registry or "
@@ -200,11 +212,27 @@ class ClassInfo:
         values = obj._rs_values()
         changes: set[str] = obj._rs_what_changed()
         versions = self.history.versions
+        converted: set[str] | None = set()
         for version in reversed(versions[self.history.index(target) + 1:]):
             for change in reversed(version.changes):
                 change.downgrade(values, path)
                 changes = {old for name in changes
                            if (old := change.old_name(name)) is not None}
+                made = change.converts()
+                if made is None or converted is None:
+                    converted = None
+                else:
+                    converted = {old for name in converted | made
+                                 if (old := change.old_name(name)) is not None}
+        schema = self.schemas[target.key]
+        for name in schema if converted is None else converted:
+            # Values from converters are checked against the older type, so a
+            # converter bug fails here, at the sender, not at the receiver.
+            try:
+                values[name] = schema[name].ftype.validate(values[name], f"{path}.{name}")
+            except ValidationError as exc:
+                raise DowngradeError(exc.path, f"converter to {self.name} {target.number} "
+                                               f"produced a bad value: {exc.problem}") from None
         data = self.encoders[target.key](values, path, nested)
         return data, changes & data.keys()
 
@@ -303,7 +331,7 @@ def decode_values(schema: dict[str, Field], data: dict[str, Any], path: str,
     path used for older versions)."""
     for key in data:
         if key not in schema:
-            raise DecodeError(f"{path}.{key}" if type(key) is str else path,
+            raise DecodeError(field_path(path, key) if type(key) is str else path,
                               f"unknown field {_short(key)} for {what}")
     values = {}
     for name, fld in schema.items():
@@ -317,6 +345,29 @@ def decode_values(schema: dict[str, Field], data: dict[str, Any], path: str,
     return values
 
 
+def _copy_object(obj: VersionedObject, memo: dict[int, Any] | None) -> VersionedObject:
+    """A copy with the same field values (deep when ``memo`` is given) and
+    the same change-tracking state."""
+    import copy
+
+    cls = type(obj)
+    new = object.__new__(cls)
+    if memo is not None:
+        memo[id(obj)] = new
+    for name, value in obj._rs_values().items():
+        setattr_slot = f"_v_{name}"
+        object.__setattr__(new, setattr_slot,
+                           value if memo is None else copy.deepcopy(value, memo))
+    changed = obj._rs_changed
+    new._rs_changed = changed if changed is cls._rs_info.all_fields else set(changed)
+    new._rs_baseline = new._rs_snapshot() if obj._rs_baseline is not None else None
+    if obj._rs_baseline is not None:
+        # Keep what was changed in place before the copy visible after it.
+        new._rs_changed = obj._rs_what_changed() if changed is not \
+            cls._rs_info.all_fields else changed
+    return new
+
+
 def _version_key(version: str) -> tuple[int, int] | None:
     try:
         return parse_version(version)
@@ -324,9 +375,7 @@ def _version_key(version: str) -> tuple[int, int] | None:
         return None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_short = short_repr
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(field,))
@@ -375,10 +424,32 @@ class _ObjectMeta(type):
         remotes = collect_remote_methods(ns)
         cls = super().__new__(mcs, name, bases, ns, **kwargs)
         cls._rs_registry = registry  # type: ignore[attr-defined]
-        cls._rs_info = ClassInfo(cls, registry, history, specs, remotes)  # type: ignore
+        info = ClassInfo(cls, registry, history, specs, remotes)  # type: ignore[arg-type]
+        info.namespaces = _defining_namespaces()
+        cls._rs_info = info  # type: ignore[attr-defined]
         cls.VERSIONS = history  # type: ignore[attr-defined]
         registry.register(cls)  # type: ignore[arg-type]
         return cls
+
+
+class _Annotations:
+    """Holds one class's own field annotations for typing.get_type_hints
+    (which, given the class itself, would also evaluate the base classes')."""
+
+    def __init__(self, annotations: dict[str, Any]) -> None:
+        self.__annotations__ = annotations
+
+
+def _defining_namespaces() -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Globals and locals of the code running the ``class`` statement, so
+    string annotations resolve as they would have there (the class may be
+    defined in a function, or in code run by exec)."""
+    frame = sys._getframe(2)  # 0: here, 1: _ObjectMeta.__new__, 2: the class statement
+    try:
+        local = frame.f_locals
+        return frame.f_globals, ({} if local is frame.f_globals else dict(local))
+    finally:
+        del frame
 
 
 def _is_classvar(ann: Any) -> bool:
@@ -437,6 +508,12 @@ class VersionedObject(metaclass=_ObjectMeta):
 
     def _rs_reset(self, recursive: bool) -> None:
         raise NotImplementedError
+
+    def __copy__(self) -> VersionedObject:
+        return _copy_object(self, None)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VersionedObject:
+        return _copy_object(self, memo)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

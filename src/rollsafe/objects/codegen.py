@@ -16,7 +16,13 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rollsafe.errors import DecodeError, MissingFieldError, ReadOnlyFieldError
+from rollsafe.errors import (
+    DecodeError,
+    MissingFieldError,
+    ReadOnlyFieldError,
+    field_path,
+    short_repr,
+)
 from rollsafe.objects.fields import MISSING, Field
 from rollsafe.objects.types import (
     DateTimeType,
@@ -54,8 +60,8 @@ def iter_objects(ftype: FieldType, value: Any) -> Iterator[VersionedObject]:
 def _unknown_field(data: dict[Any, Any], known: frozenset[str], path: str, what: str) -> None:
     for key in data:
         if key not in known:
-            where = f"{path}.{key}" if type(key) is str else path
-            raise DecodeError(where, f"unknown field {key!r} for {what}")
+            where = field_path(path, key) if type(key) is str else path
+            raise DecodeError(where, f"unknown field {short_repr(key)} for {what}")
 
 
 def _encode_objects(value: Any, cls: type, ftype: FieldType) -> Any:
@@ -105,6 +111,7 @@ def install(info: ClassInfo) -> None:
         "_UUID": uuid.UUID,
         "_datetime": _dt.datetime,
         "_timezone": _dt.timezone,
+        "_utc": _dt.timezone.utc,
         "_new": object.__new__,
         "_cls": cls,
         "_ALL": frozenset(fields),
@@ -177,6 +184,7 @@ def install(info: ClassInfo) -> None:
         setattr(cls, method, g[method])
     info.encoders = {version.key: g[f"_rs_encode_{index}"]
                      for index, version in enumerate(info.history.versions[:-1])}
+    info.all_fields = g["_ALL"]
     info.decode_data = g["_rs_decode_data"]
     info.decode_fast = g["_rs_decode_fast"]
 
@@ -390,7 +398,7 @@ def _decode_envelope_source(fields: dict[str, Field]) -> list[str]:
             lines.append(f"            v = _t_{name}.from_prim(v, '', limits, depth)")
         elif isinstance(inner, DateTimeType):
             lines.append("        w = _fromiso(v) if (type(v) is str and len(v) <= 64) else None")
-            test = "w is None or w.tzinfo is None"
+            test = "w is None or w.tzinfo is not _utc"
             if inner is not ftype:
                 test = f"v is not None and ({test})"
             lines.append(f"        if {test}:")
@@ -409,8 +417,8 @@ def _decode_envelope_source(fields: dict[str, Field]) -> list[str]:
     lines += [
         f"    if len(data) != {len(fields)} - miss:",
         "        _unknown_field(data, _KNOWN, _NAME, _WHAT)",
-        "    ch = prim.get(_K_CH)",
-        "    if ch is None:",
+        "    ch = prim.get(_K_CH, _M)",
+        "    if ch is _M:",
         "        o._rs_changed = set()",
         "    elif type(ch) is list and _KNOWN.issuperset(ch):",
         "        o._rs_changed = set(ch)",

@@ -23,6 +23,8 @@ __all__ = ["MISSING", "Field", "FieldSpec", "field"]
 
 
 class _Missing:
+    """The "no value given" marker (distinct from None, which is a value)."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:

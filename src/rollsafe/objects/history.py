@@ -23,12 +23,18 @@ never on wire primitives.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rollsafe.errors import DefinitionError, UnknownVersionError, VersionTooNewError
+from rollsafe.errors import (
+    DefinitionError,
+    UnknownVersionError,
+    VersionTooNewError,
+    short_repr,
+)
 from rollsafe.objects.fields import MISSING, Field
 from rollsafe.objects.types import (
     EnumType,
@@ -87,6 +93,11 @@ class Change:
         """The name a field of this version had in the version before
         (None when it did not exist there)."""
         return name
+
+    def converts(self) -> frozenset[str] | None:
+        """Fields whose downgraded values come from user code (so they are
+        checked against the older type before sending); None means all."""
+        return frozenset()
 
     def canonical(self) -> dict[str, Any]:
         """The change as plain data (for schema snapshots)."""
@@ -229,7 +240,12 @@ class Retyped(Change):
 
     def downgrade(self, values: Values, path: str) -> None:
         if self.name in values:
-            values[self.name] = _convert(self.down, values[self.name], f"{path}.{self.name}")
+            # A copy: a converter that edits its argument must not edit the object.
+            values[self.name] = _convert(self.down, copy.deepcopy(values[self.name]),
+                                         f"{path}.{self.name}")
+
+    def converts(self) -> frozenset[str] | None:
+        return frozenset({self.name})
 
     def canonical(self) -> dict[str, Any]:
         return {"change": "Retyped", "name": self.name}
@@ -285,7 +301,10 @@ class NestedVersion(Change):
     older reader of the parent gets children it can read)."""
 
     def __init__(self, name: str, version: str) -> None:
-        parse_version(version)
+        try:
+            parse_version(version)
+        except ValueError as exc:
+            raise DefinitionError(f"NestedVersion({name!r}): {exc}") from None
         self.name = name
         self.version = version
 
@@ -308,7 +327,13 @@ class Custom(Change):
         _convert_values(self.up, values, path)
 
     def downgrade(self, values: Values, path: str) -> None:
+        # Copies: a converter that edits values in place must not edit the object.
+        for name, value in values.items():
+            values[name] = copy.deepcopy(value)
         _convert_values(self.down, values, path)
+
+    def converts(self) -> frozenset[str] | None:
+        return None
 
     def canonical(self) -> dict[str, Any]:
         return {"change": "Custom", "description": self.description}
@@ -352,7 +377,7 @@ def _replace_enum(old: FieldType, value: Any, change: EnumValuesAdded, path: str
             return value
         if value in change.fallback:
             return change.fallback[value]
-        raise DowngradeError(path, f"value {value!r} does not exist in the older version and "
+        raise DowngradeError(path, f"value {short_repr(value)} does not exist in the older version and "
                                    f"the history declares no fallback for it")
     if isinstance(old, _Collection):
         item = old.item
@@ -361,7 +386,7 @@ def _replace_enum(old: FieldType, value: Any, change: EnumValuesAdded, path: str
         if isinstance(value, set):
             return {_replace_enum(item, x, change, path) for x in value}
         if isinstance(value, dict):
-            return {k: _replace_enum(item, x, change, f"{path}[{k!r}]")
+            return {k: _replace_enum(item, x, change, f"{path}[{short_repr(k)}]")
                     for k, x in value.items()}
     return value
 

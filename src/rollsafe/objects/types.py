@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from rollsafe.errors import (
+    short_repr,
     DecodeError,
     DefinitionError,
     LimitExceededError,
@@ -186,9 +187,7 @@ class FieldType:
         )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_short = short_repr
 
 
 class StrType(FieldType):
@@ -270,7 +269,10 @@ class FloatType(FieldType):
     def validate(self, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self._bad_value(value, path)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValidationError(path, "int too large for a float") from None
         if not math.isfinite(value):
             raise ValidationError(path, f"{value} refused: only finite floats cross every codec")
         return value
@@ -281,7 +283,10 @@ class FloatType(FieldType):
 
     def from_prim(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> Any:
         if type(prim) is int:
-            prim = float(prim)
+            try:
+                prim = float(prim)
+            except OverflowError:
+                raise DecodeError(path, "int too large for a float") from None
         if type(prim) is not float:
             raise self._bad_prim(prim, path)
         if not math.isfinite(prim):
@@ -320,6 +325,7 @@ class BoolType(FieldType):
         return var
 
 
+_MINUTE = _dt.timedelta(minutes=1)
 _new_uuid = object.__new__
 _set_attr = object.__setattr__
 _UUID_UNKNOWN = uuid.SafeUUID.unknown
@@ -369,14 +375,18 @@ class DateTimeType(FieldType):
     def validate(self, value: Any, path: str) -> Any:
         if not isinstance(value, _dt.datetime):
             raise self._bad_value(value, path, "timezone-aware datetime")
-        if value.tzinfo is None or value.utcoffset() is None:
+        offset = value.utcoffset() if value.tzinfo is not None else None
+        if offset is None:
             raise ValidationError(
                 path, "naive datetime refused: attach a timezone (e.g. tzinfo=timezone.utc)"
             )
+        if offset % _MINUTE:
+            raise ValidationError(
+                path, f"UTC offset {offset} refused: ISO 8601 offsets are whole minutes")
         return value
 
     def fast_check(self, var: str) -> str:
-        return f"(type({var}) is _datetime and type({var}.tzinfo) is _timezone)"
+        return f"(type({var}) is _datetime and {var}.tzinfo is _utc)"
 
     def from_prim(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> Any:
         if type(prim) is not str or len(prim) > 64:
@@ -385,8 +395,11 @@ class DateTimeType(FieldType):
             value = _dt.datetime.fromisoformat(prim)
         except ValueError:
             raise DecodeError(path, f"not an ISO 8601 datetime: {_short(prim)}") from None
-        if value.tzinfo is None:
+        offset = value.utcoffset()
+        if offset is None:
             raise DecodeError(path, f"datetime without a UTC offset: {_short(prim)}")
+        if offset % _MINUTE:
+            raise DecodeError(path, f"UTC offset {offset} is not whole minutes: {_short(prim)}")
         return value
 
     def to_prim_src(self, var: str) -> str:
@@ -644,9 +657,13 @@ class SetType(_Collection):
         if not isinstance(value, set):
             raise self._bad_value(value, path)
         check = self.item.validate
+        out = set()
+        converted = False
         for x in value:
-            check(x, f"{path}[{_short(x)}]")
-        return value
+            y = check(x, f"{path}[{_short(x)}]")
+            converted = converted or y is not x
+            out.add(y)
+        return out if converted else value
 
     def to_prim(self, value: Any, path: str, version_for: VersionFor | None) -> Any:
         if not isinstance(value, set):
@@ -693,7 +710,7 @@ class DictType(_Collection):
             if type(k) is not str:
                 raise ValidationError(f"{path}[{_short(k)}]",
                                       f"dict keys must be str, got {_kind(k)}")
-            y = check(x, f"{path}[{k!r}]")
+            y = check(x, f"{path}[{_short(k)}]")
             if y is not x:
                 out = out or dict(value)
                 out[k] = y
@@ -719,7 +736,7 @@ class DictType(_Collection):
             if type(k) is not str:
                 raise ValidationError(f"{path}[{_short(k)}]",
                                       f"dict keys must be str, got {_kind(k)}")
-            sub = f"{path}[{k!r}]"
+            sub = f"{path}[{_short(k)}]"
             if isinstance(item, ObjectType):
                 out[k] = item.to_prim(x, sub, version_for)
             else:
@@ -741,7 +758,7 @@ class DictType(_Collection):
             if type(k) is not str:
                 raise DecodeError(f"{path}[{_short(k)}]",
                                   f"dict keys must be str, got {_kind(k)}")
-            out[k] = dec(x, f"{path}[{k!r}]", limits, depth + 1)
+            out[k] = dec(x, f"{path}[{_short(k)}]", limits, depth + 1)
         return out
 
     def snapshot(self, value: Any) -> Any:

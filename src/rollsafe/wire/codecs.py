@@ -87,6 +87,10 @@ class JsonCodec(Codec[T]):
         try:
             return self._loads(payload)
         except self._error as exc:
+            if "recursion" in str(exc) or "depth" in str(exc):
+                raise LimitExceededError(
+                    "", f"JSON nested deeper than the parser allows (max_depth is "
+                        f"{self.limits.max_depth}): {exc}") from None
             raise DecodeError("", f"not valid JSON: {exc}") from None
 
 
@@ -102,16 +106,23 @@ class MsgpackCodec(Codec[T]):
         super().__init__(target, limits=limits)
         self._packb = msgpack.packb
         self._unpackb = msgpack.unpackb
+        self._stack_error = msgpack.StackError
 
     def dumps(self, primitive: Any) -> bytes:
         return self._packb(primitive, use_bin_type=True)  # type: ignore[no-any-return]
 
     def loads(self, payload: bytes) -> Any:
-        limit = self.limits.max_items
+        # Lengths are bounded by max_bytes here (an item takes at least a
+        # byte); max_items is applied per collection by the decoder, which
+        # tells an object's field map from a collection.
+        limit = self.limits.max_bytes
         try:
             return self._unpackb(payload, raw=False, strict_map_key=True, use_list=True,
-                                 max_array_len=limit, max_map_len=limit,
-                                 max_str_len=self.limits.max_bytes,
-                                 max_bin_len=self.limits.max_bytes, max_ext_len=0)
+                                 max_array_len=limit, max_map_len=limit, max_str_len=limit,
+                                 max_bin_len=limit, max_ext_len=0)
+        except self._stack_error:
+            raise LimitExceededError(
+                "", f"msgpack nested deeper than the parser allows (max_depth is "
+                    f"{self.limits.max_depth})") from None
         except Exception as exc:  # msgpack raises many types; none may escape
             raise DecodeError("", f"not valid msgpack: {type(exc).__name__}: {exc}") from None
