@@ -350,7 +350,7 @@ def test_invalid_default_is_a_definition_error_at_first_use(local_reg: Registry)
     class Holder(VersionedObject, registry=local_reg):
         count: int = "zero"  # type: ignore[assignment]
 
-    with pytest.raises(DefinitionError, match="default of 'count' is invalid"):
+    with pytest.raises(DefinitionError, match=r"Holder\.count: the default is invalid"):
         Holder()
 
 

@@ -777,7 +777,8 @@ def _declare(reg: Registry, *changes: Any, **fields: Any) -> type[VersionedObjec
 @pytest.mark.parametrize(("changes", "fields", "message"), [
     ((Added("x"),), {"x": int}, r"Added\('x'\) has no default"),
     ((Added("y", default=0),), {"x": int}, r"Added\('y'\) but no such field"),
-    ((Added("x", default="zero"),), {"x": (int, 0)}, "default of 'x' is invalid"),
+    ((Added("x", default="zero"),), {"x": (int, 0)},
+     r"App 1.1: Added\('x'\): the default is invalid"),
     ((Removed("x", int, default=0),), {"x": int}, "field still exists"),
     ((Removed("y", int),), {"x": int}, "needs a default"),
     ((Removed("y", bytes, default=b""),), {"x": int}, "unsupported field type"),
@@ -810,3 +811,21 @@ def test_definition_error_at_first_use_is_raised_by_construction(reg: Registry) 
     App = _declare(reg, Removed("x", int, default=0), x=int)
     with pytest.raises(DefinitionError, match=r"App 1.1: Removed\('x'\)"):
         App(x=1)
+
+
+def test_a_parent_created_after_its_child_bumped_starts_with_nested_version() -> None:
+    reg = Registry("late-parent")
+
+    class Part(VersionedObject, registry=reg):
+        VERSIONS = History(Version("1.0", "Initial"), Version("1.1", "Weight", Added("weight")))
+        name: str
+        weight: int = 0
+
+    class Box(VersionedObject, registry=reg):
+        VERSIONS = History(Version("1.0", "Initial", NestedVersion("part", "1.1")))
+        part: Part
+
+    box = Box(part=Part(name="gear", weight=3))
+    sent = to_primitive(box)
+    assert sent["versioned_object.data"]["part"]["versioned_object.version"] == "1.1"
+    assert from_primitive(sent, Box) == box

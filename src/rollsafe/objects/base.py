@@ -113,7 +113,7 @@ class ClassInfo:
                 fields[name] = Field(name, ftype, spec.default, spec.default_factory,
                                      spec.read_only)
             except DefinitionError as exc:
-                raise DefinitionError(f"{self.name}: {exc}") from None
+                raise DefinitionError(f"{self.name}.{name}: {exc}") from None
         self.fields = fields
 
     def _derive_schemas(self) -> None:

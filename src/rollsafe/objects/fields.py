@@ -84,7 +84,7 @@ class Field:
             try:
                 default = ftype.validate(default, name)
             except ValidationError as exc:
-                raise DefinitionError(f"default of {name!r} is invalid: {exc.problem}") from None
+                raise DefinitionError(f"the default is invalid: {exc.problem}") from None
         self.default = default
 
     @property

@@ -124,7 +124,10 @@ class Added(Change):
                 f"upgraded; give the field a default or write Added({self.name!r}, default=...)"
             )
         if self.default is not MISSING:
-            fld = Field(fld.name, fld.ftype, self.default, None, fld.read_only)
+            try:
+                fld = Field(fld.name, fld.ftype, self.default, None, fld.read_only)
+            except DefinitionError as exc:
+                raise DefinitionError(f"{where}: Added({self.name!r}): {exc}") from None
         self._field = fld
         return {k: v for k, v in schema.items() if k != self.name}
 
@@ -159,7 +162,10 @@ class Removed(Change):
             raise DefinitionError(f"{where}: Removed({self.name!r}) but the field still exists")
         ftype = type_from_annotation(self.annotation, f"{where}: Removed({self.name!r})",
                                      self.max_length)
-        fld = Field(self.name, ftype, self.default)
+        try:
+            fld = Field(self.name, ftype, self.default)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: Removed({self.name!r}): {exc}") from None
         if not fld.has_default:
             raise DefinitionError(
                 f"{where}: Removed({self.name!r}) needs a default so that a downgrade to the "
@@ -232,7 +238,10 @@ class Retyped(Change):
         ftype = type_from_annotation(self.annotation, f"{where}: Retyped({self.name!r})",
                                      self.max_length)
         self._old = ftype
-        return {**schema, self.name: schema[self.name].with_type(ftype, self.default)}
+        try:
+            return {**schema, self.name: schema[self.name].with_type(ftype, self.default)}
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: Retyped({self.name!r}): {exc}") from None
 
     def upgrade(self, values: Values, path: str) -> None:
         if self.name in values:
@@ -429,9 +438,10 @@ class History:
             if newer.key <= older.key:
                 raise DefinitionError(
                     f"versions must increase: {newer.number} comes after {older.number}")
-        if versions[0].changes:
+        if any(not isinstance(c, NestedVersion) for c in versions[0].changes):
             raise DefinitionError(f"the first version ({versions[0].number}) describes the "
-                                  f"initial fields; it has no changes")
+                                  f"initial fields; its only changes may be NestedVersion "
+                                  f"(which nested version it starts with)")
         self.versions = tuple(versions)
         self._by_key = {v.key: v for v in versions}
 
