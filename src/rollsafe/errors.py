@@ -20,8 +20,6 @@ The families:
 from __future__ import annotations
 
 __all__ = [
-    "field_path",
-    "short_repr",
     "DecodeError",
     "DefinitionError",
     "DowngradeError",
@@ -36,6 +34,8 @@ __all__ = [
     "UnknownVersionError",
     "ValidationError",
     "VersionTooNewError",
+    "field_path",
+    "short_repr",
 ]
 
 

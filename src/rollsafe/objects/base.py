@@ -12,14 +12,13 @@ method name can clash with a field name.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, dataclass_transform
 
 from rollsafe.errors import (
-    field_path,
-    short_repr,
     DecodeError,
     DefinitionError,
     DowngradeError,
@@ -28,6 +27,8 @@ from rollsafe.errors import (
     PayloadVersionError,
     RollsafeError,
     ValidationError,
+    field_path,
+    short_repr,
 )
 from rollsafe.objects.fields import MISSING, Field, FieldSpec, field
 from rollsafe.objects.history import History, NestedVersion, Version, parse_version
@@ -96,7 +97,7 @@ class ClassInfo:
         cls = self.cls
         globalns, frame_locals = self.namespaces
         localns = {**self.registry.type_namespace(), **frame_locals, cls.__name__: cls}
-        own = cls.__dict__.get("__annotations__", {})
+        own = inspect.get_annotations(cls)
         holder = _Annotations({name: own[name] for name in self.specs})
         try:
             hints = typing.get_type_hints(holder, globalns=globalns, localns=localns,

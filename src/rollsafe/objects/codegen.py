@@ -111,7 +111,7 @@ def install(info: ClassInfo) -> None:
         "_UUID": uuid.UUID,
         "_datetime": _dt.datetime,
         "_timezone": _dt.timezone,
-        "_utc": _dt.timezone.utc,
+        "_utc": _dt.UTC,
         "_new": object.__new__,
         "_cls": cls,
         "_ALL": frozenset(fields),

@@ -386,8 +386,8 @@ def _replace_enum(old: FieldType, value: Any, change: EnumValuesAdded, path: str
             return value
         if value in change.fallback:
             return change.fallback[value]
-        raise DowngradeError(path, f"value {short_repr(value)} does not exist in the older version and "
-                                   f"the history declares no fallback for it")
+        raise DowngradeError(path, f"value {short_repr(value)} does not exist in the older "
+                                   "version and the history declares no fallback for it")
     if isinstance(old, _Collection):
         item = old.item
         if isinstance(value, list):

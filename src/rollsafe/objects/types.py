@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from rollsafe.errors import (
-    short_repr,
     DecodeError,
     DefinitionError,
     LimitExceededError,
     RollsafeError,
     ValidationError,
+    short_repr,
 )
 
 if TYPE_CHECKING:
