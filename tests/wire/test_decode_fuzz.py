@@ -216,7 +216,7 @@ def _slots(value: Any) -> Iterator[tuple[Any, Any]]:
             yield from _slots(item)
 
 
-def _version_slots(value: Any) -> list[tuple[Any, Any]]:
+def _version_slots(value: Any) -> list[tuple[dict[str, Any], str]]:
     return [(container, key) for container, key in _slots(value)
             if isinstance(container, dict) and isinstance(key, str)
             and key.endswith(".version")]
@@ -227,12 +227,21 @@ def mutated(draw: st.DrawFn, prim: dict[str, Any]) -> Any:
     """``prim`` (deep-copied) with one to three random changes."""
     prim = copy.deepcopy(prim)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        op = draw(st.sampled_from(["replace", "drop", "add", "version", "version"]))
-        if op == "version":
+        op = draw(st.sampled_from(["replace", "drop", "add", "version", "envelope"]))
+        if op in ("version", "envelope"):
             slots = _version_slots(prim)
             if slots:
-                container, key = draw(st.sampled_from(slots))
-                container[key] = draw(VERSION_STRINGS)
+                envelope, key = draw(st.sampled_from(slots))
+                if op == "version":
+                    envelope[key] = draw(VERSION_STRINGS)
+                else:  # any envelope key, present or not: replace or drop it
+                    prefix = key.removesuffix("version")
+                    key = prefix + draw(st.sampled_from(
+                        ["name", "namespace", "version", "data", "changes"]))
+                    if draw(st.booleans()):
+                        envelope.pop(key, None)
+                    else:
+                        envelope[key] = copy.deepcopy(draw(JUNK))
             continue
         slots = list(_slots(prim))
         if not slots:
