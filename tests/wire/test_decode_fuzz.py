@@ -48,6 +48,7 @@ from rollsafe import (
     VersionedObject,
     field,
 )
+from rollsafe.objects.limits import MAX_DEPTH_CEILING
 from rollsafe.testing.strategies import primitives
 
 
@@ -529,11 +530,17 @@ def test_payload_nested_far_deeper_than_max_depth_is_a_limit_error(
     assert _registry_state(fz) == before
 
 
-def test_deep_payload_under_a_large_max_depth_raises_only_decode_error() -> None:
-    # DecodeLimits accepts any positive max_depth; Python's stack must not
-    # become the limit (RecursionError is not a DecodeError).
-    limits = DecodeLimits(max_depth=1000)
+def test_max_depth_beyond_what_the_stack_allows_is_refused_up_front() -> None:
+    # Decoding recurses, so DecodeLimits caps max_depth where Python's stack
+    # cannot become the limit (RecursionError is not a DecodeError).
+    with pytest.raises(ValueError, match=f"at most {MAX_DEPTH_CEILING}"):
+        DecodeLimits(max_depth=MAX_DEPTH_CEILING + 1)
+
+
+def test_deep_payload_at_the_largest_max_depth_raises_only_decode_error() -> None:
+    limits = DecodeLimits(max_depth=MAX_DEPTH_CEILING)
     _raises(DecodeError, _by_primitive, _node_chain(1000), fz, limits)
+    _raises(DecodeError, _by_primitive, _node_chain(MAX_DEPTH_CEILING + 5), fz, limits)
 
 
 @decoders
@@ -780,3 +787,15 @@ def test_bad_payloads_leave_the_registry_unchanged() -> None:
     assert {name: reg.names() for name, reg in REGISTRIES.items()} == names
     assert {name: _registry_state(reg) for name, reg in REGISTRIES.items()} == before
     assert "Zeppelin" not in bench and "Zeppelin" not in fz
+
+
+def test_payload_nested_just_within_the_largest_max_depth_decodes() -> None:
+    # Each Node level is an object plus its children list: two depth units.
+    limits = DecodeLimits(max_depth=MAX_DEPTH_CEILING)
+    levels = MAX_DEPTH_CEILING // 2
+    node = _by_primitive(_node_chain(levels), fz, limits)
+    depth = 1
+    while node.children:
+        node = node.children[0]
+        depth += 1
+    assert depth == levels

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollsafe.errors import FingerprintMismatchError
 from rollsafe.objects.base import VersionedObject
 from rollsafe.objects.history import parse_version
 from rollsafe.objects.registry import Registry
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "assert_fingerprints",
@@ -114,6 +116,8 @@ def check_fingerprints(registry: Registry, expected: dict[str, dict[str, str]]) 
 
 def read_fingerprints(path: str | Path) -> dict[str, dict[str, str]]:
     """Load a fingerprint file."""
+    from pathlib import Path
+
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not all(
             isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
@@ -124,6 +128,8 @@ def read_fingerprints(path: str | Path) -> dict[str, dict[str, str]]:
 
 def write_fingerprints(registry: Registry, path: str | Path) -> dict[str, dict[str, str]]:
     """Record the fingerprints of ``registry`` in ``path``; return them."""
+    from pathlib import Path
+
     data = fingerprints(registry)
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return data

@@ -11,9 +11,11 @@ transports live in a later layer and never the other way round.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import contextvars
 
 __all__ = ["Indirection", "RemoteMethod", "remotable", "remotable_classmethod"]
 
@@ -45,6 +47,8 @@ class RemoteMethod:
 
     def canonical(self) -> dict[str, Any]:
         """The method's kind and signature as plain data (for fingerprints)."""
+        import inspect  # only fingerprints need it; it is slow to import
+
         sig = inspect.signature(self.func)
         params = []
         for param in list(sig.parameters.values())[1:]:  # skip self / cls
@@ -61,6 +65,8 @@ class RemoteMethod:
 
 
 def _annotation_text(annotation: Any) -> str:
+    import inspect
+
     text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
     return " ".join(text.replace("typing.", "").split())
 
