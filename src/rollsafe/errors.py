@@ -23,6 +23,7 @@ __all__ = [
     "DecodeError",
     "DefinitionError",
     "DowngradeError",
+    "EncodeError",
     "FingerprintMismatchError",
     "IncompatibleVersionError",
     "LimitExceededError",
@@ -93,6 +94,11 @@ class LimitExceededError(DecodeError):
     """A payload is over a decoding limit (size, nesting depth, collection
     length). Raise the limit in :class:`rollsafe.DecodeLimits` if the payload
     is legitimate."""
+
+
+class EncodeError(RollsafeError, ValueError):
+    """A codec could not write an object's primitive as bytes (for example a
+    string holding a lone surrogate, which is not valid Unicode)."""
 
 
 class IncompatibleVersionError(RollsafeError):

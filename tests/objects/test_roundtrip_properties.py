@@ -40,7 +40,8 @@ from rollsafe import (
     VersionedObject,
     field,
 )
-from rollsafe.testing.strategies import instances, primitives
+from rollsafe.objects.types import DictType, ListType, NullableType, SetType, StrType
+from rollsafe.testing.strategies import MAX_ITEMS, instances, primitives, values_for
 
 
 def _load_bench_model() -> ModuleType:
@@ -186,8 +187,11 @@ def _carried_fields(cls: type[VersionedObject], older: str) -> dict[str, str]:
     for version in _versions_after(cls, older):
         for change in version.changes:
             if isinstance(change, Renamed):
-                names = {old: (change.new if cur == change.old else cur)
-                         for old, cur in names.items()}
+                def rename(name: str, change: Renamed = change) -> str:
+                    return change.new if name == change.old else name
+                names = {old: rename(cur) for old, cur in names.items()}
+                touched = {rename(name) for name in touched}
+                moved = {rename(name) for name in moved}
             elif isinstance(change, Retyped | EnumValuesAdded | Added | Removed):
                 touched.add(change.name)
             elif isinstance(change, NestedVersion):
@@ -269,3 +273,38 @@ def test_older_envelopes_decode_and_reencode_unchanged(
     assert rollsafe.to_primitive(decoded, older) == prim
     current = rollsafe.to_primitive(decoded)
     assert rollsafe.from_primitive(current, cls) == decoded
+
+
+@pytest.mark.parametrize(("cls", "older"), PAIRS, ids=_id)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_instances_an_older_peer_sends_survive_that_version(
+        cls: type[VersionedObject], older: str, data: st.DataObject) -> None:
+    obj = data.draw(instances(cls, older), label="from an older peer")
+    assert type(obj) is cls
+    assert rollsafe.from_primitive(rollsafe.to_primitive(obj, older), cls) == obj
+
+
+ALL_FIELDS = [(cls, fld) for cls in CLASSES for fld in rollsafe.fields_of(cls).values()]
+
+
+def _assert_small(ftype: Any, value: Any) -> None:
+    if value is None:
+        assert isinstance(ftype, NullableType)
+        return
+    ftype = ftype.inner if isinstance(ftype, NullableType) else ftype
+    if isinstance(ftype, StrType) and ftype.max_length is not None:
+        assert len(value) <= ftype.max_length
+    if isinstance(ftype, ListType | SetType | DictType):
+        assert len(value) <= MAX_ITEMS
+        for item in (value.values() if isinstance(value, dict) else value):
+            _assert_small(ftype.item, item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_values_for_gives_values_the_field_accepts(data: st.DataObject) -> None:
+    cls, fld = data.draw(st.sampled_from(ALL_FIELDS), label="field")
+    value = data.draw(values_for(fld.ftype), label="value")
+    assert fld.ftype.validate(value, f"{cls.__name__}.{fld.name}") == value
+    _assert_small(fld.ftype, value)

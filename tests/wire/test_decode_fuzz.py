@@ -115,6 +115,7 @@ class Node(VersionedObject, registry=fz):
     attrs: dict[str, str] = field(default_factory=dict)
     leaf: Leaf | None = None
     leaves: list[Leaf] = field(default_factory=list)
+    index: dict[str, Leaf] = field(default_factory=dict)
     children: list[Node] = field(default_factory=list)
 
 
@@ -755,6 +756,23 @@ def test_malformed_changes_list(decode: Callable[..., Any], changes: Any) -> Non
     prim = _app_prim()
     _data(prim)["source"][bench.key_changes] = changes
     assert _raises(DecodeError, decode, prim).path == "Application.source"
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.1"])
+@pytest.mark.parametrize(("name", "holder"), [
+    ("leaf", lambda leaf: leaf),
+    ("leaves", lambda leaf: [leaf]),
+    ("index", lambda leaf: {"a": leaf}),
+], ids=["nullable", "list", "dict"])
+def test_live_object_inside_a_primitive_is_refused(
+        version: str, name: str, holder: Callable[[Leaf], Any]) -> None:
+    # A primitive holds envelopes, never objects: the decoder must not take
+    # (and share) an object it finds there, at any version, in any field.
+    prim = rollsafe.to_primitive(Node(label="n"), version)
+    prim[fz.key_data][name] = holder(Leaf(number=1))
+    exc = _raises(DecodeError, _by_primitive, prim, fz)
+    assert exc.path.startswith(f"Node.{name}")
+    assert "envelope" in str(exc)
 
 
 def test_huge_int_in_a_float_field_raises_decode_error() -> None:

@@ -6,10 +6,11 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rollsafe.objects.registry import Registry
@@ -25,27 +26,38 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+#: Exit codes shared by every command.
+EXIT_OK, EXIT_DIFFERENCES, EXIT_USAGE = 0, 1, 2
+
 RegistryOption = Annotated[str, typer.Option(
     "--registry", "-r", metavar="MODULE:NAME",
     help="The registry to inspect, as 'package.module:attribute'.")]
 
 
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` (not markup) as an error and exit with EXIT_USAGE."""
+    err.print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(EXIT_USAGE)
+
+
 def load_registry(spec: str) -> Registry:
-    """Import ``module:attribute`` and return the registry it names.
-    Raises typer.BadParameter with a message saying what is wrong."""
+    """Import ``module:attribute`` and return the registry it names; exit
+    with EXIT_USAGE and a message saying what is wrong otherwise."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise typer.BadParameter(f"{spec!r}: expected MODULE:NAME, e.g. myservice.objects:reg")
+        _fail(f"--registry {spec!r}: expected MODULE:NAME, e.g. myservice.objects:registry")
     if "" not in sys.path:
         sys.path.insert(0, "")  # so a module in the working directory can be named
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from None
-    registry = getattr(module, attr, None)
+    except Exception as exc:  # any error while importing user code is a usage error here
+        _fail(f"--registry {spec!r}: importing {module_name!r} failed: "
+              f"{type(exc).__name__}: {exc}")
+    if not hasattr(module, attr):
+        _fail(f"--registry {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    registry = getattr(module, attr)
     if not isinstance(registry, Registry):
-        raise typer.BadParameter(f"{spec!r} is not a rollsafe Registry "
-                                 f"(got {type(registry).__name__})")
+        _fail(f"--registry {spec!r} is a {type(registry).__name__}, not a rollsafe Registry")
     return registry
 
 
@@ -60,8 +72,10 @@ def fingerprints(
     """Check or record the fingerprint of every object version.
 
     A class whose schema changed without a version bump fails --check with
-    a line saying what to add to its history."""
+    a line saying what to add to its history. Exit 0: match; 1: differences;
+    2: bad usage or an unreadable file."""
     from rollsafe.objects.fingerprint import (
+        REMOTE_KEY,
         check_fingerprints,
         read_fingerprints,
         write_fingerprints,
@@ -69,37 +83,60 @@ def fingerprints(
     from rollsafe.objects.fingerprint import fingerprints as compute
 
     if (check is None) == (write is None):
-        err.print("[red]error:[/] give exactly one of --check FILE or --write FILE")
-        raise typer.Exit(2)
-    reg = load_registry(registry)
+        _fail("give exactly one of --check FILE or --write FILE")
+    reg = _load_registry_or_definition_error(registry)
     if write is not None:
-        data = write_fingerprints(reg, write)
-        out.print(f"wrote {sum(len(v) for v in data.values())} fingerprints of "
-                  f"{len(data)} objects to {write}")
+        try:
+            data = write_fingerprints(reg, write)
+        except OSError as exc:
+            _fail(f"cannot write {write}: {exc.strerror or exc}")
+        versions = sum(len([k for k in v if k != REMOTE_KEY]) for v in data.values())
+        out.print(escape(f"wrote {versions} fingerprints of {len(data)} objects to {write}"))
         return
     assert check is not None
     try:
         expected = read_fingerprints(check)
     except (OSError, ValueError) as exc:
-        err.print(f"[red]error:[/] cannot read {check}: {exc}")
-        raise typer.Exit(2) from None
+        _fail(f"cannot read {check}: {exc}")
     problems = check_fingerprints(reg, expected)
-    table = Table(title=f"object fingerprints of {reg.namespace} vs {check}")
+    table = Table(title=escape(f"object fingerprints of {reg.namespace} vs {check}"))
     table.add_column("object")
     table.add_column("version")
     table.add_column("fingerprint")
-    for name, versions in compute(reg).items():
-        for version, value in versions.items():
-            state = "" if expected.get(name, {}).get(version) == value else " [red](differs)[/]"
-            table.add_row(name, version, value + state)
+    for name, entry in compute(reg).items():
+        for key, value in entry.items():
+            label = "(remote methods)" if key == REMOTE_KEY else key
+            same = expected.get(name, {}).get(key) == value
+            table.add_row(escape(name), escape(label),
+                          escape(value) + ("" if same else " [red](differs)[/]"))
     out.print(table)
-    if problems:
-        for problem in problems:
-            err.print(f"[red]-[/] {problem}")
-        err.print(f"[red]{len(problems)} difference(s).[/] If the versions were bumped on "
-                  f"purpose, record them: rollsafe fingerprints -r {registry} --write {check}")
-        raise typer.Exit(1)
-    out.print("[green]fingerprints match[/]")
+    if not problems:
+        out.print("[green]fingerprints match[/]")
+        return
+    for problem in problems:
+        err.print(f"[red]-[/] {escape(problem)}")
+    err.print(f"[red]{len(problems)} difference(s).[/]")
+    if all(problem.recordable for problem in problems):
+        err.print(escape(f"These are new versions or objects: once reviewed, record them with "
+                         f"rollsafe fingerprints -r {registry} --write {check}"))
+    else:
+        err.print("Fix the objects or their histories as each line says; --write would only "
+                  "hide these differences.")
+    raise typer.Exit(EXIT_DIFFERENCES)
+
+
+def _load_registry_or_definition_error(spec: str) -> Registry:
+    """The registry, with every class built, so a malformed declaration is a
+    usage error (exit 2), not a difference."""
+    from rollsafe.errors import DefinitionError
+
+    reg = load_registry(spec)
+    try:
+        for cls in reg.classes():
+            cls._rs_info.build()
+    except DefinitionError as exc:
+        _fail(f"--registry {spec!r}: an object is declared wrongly: {exc}")
+    return reg
 
 
 @app.command()
@@ -112,12 +149,11 @@ def schema(
     from rollsafe.errors import RollsafeError
     from rollsafe.objects.fingerprint import canonical_schema
 
-    reg = load_registry(registry)
+    reg = _load_registry_or_definition_error(registry)
     try:
         data = canonical_schema(reg.get(name), version)
     except RollsafeError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     out.print_json(json.dumps(data))
 
 

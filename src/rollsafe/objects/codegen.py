@@ -29,10 +29,12 @@ from rollsafe.objects.types import (
     DictType,
     EnumType,
     FieldType,
+    IntType,
     ListType,
     NullableType,
     ObjectType,
     SetType,
+    ints_in_range,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +138,8 @@ def install(info: ClassInfo) -> None:
         "_K_DATA": info.registry.key_data,
         "_K_CH": info.registry.key_changes,
         "_NS": info.registry.namespace,
-        "_STR_ONLY": frozenset({str}),
+        "_STR_KEYS": frozenset({str}).issuperset,
+        "_ints_ok": ints_in_range,
         "_fromiso": _dt.datetime.fromisoformat,
     }
     for name, fld in fields.items():
@@ -152,7 +155,7 @@ def install(info: ClassInfo) -> None:
             g[f"_E_{name}"] = inner.values
         simple = _simple_item_types(fld.ftype)
         if simple is not None:
-            g[f"_S_{name}"] = simple
+            g[f"_S_{name}"] = simple.issuperset
     src: list[str] = []
     src += _init_source(cname, fields)
     src += _setter_source(cname, fields)
@@ -191,7 +194,7 @@ def install(info: ClassInfo) -> None:
 
 def _simple_item_types(ftype: FieldType) -> frozenset[type] | None:
     """For a list/set of exact-typed items, or a dict of them, the allowed
-    item types (checked in C with ``{*map(type, v)} <= S``)."""
+    item types (checked in C with ``S.issuperset(map(type, v))``)."""
     from rollsafe.objects.types import BoolType, IntType, StrType
 
     if isinstance(ftype, ListType | DictType | SetType):
@@ -217,10 +220,13 @@ def _check_expr(var: str, fld: Field, name: str | None = None) -> str | None:
     if _simple_item_types(ftype) is not None:
         kind = "list" if isinstance(ftype, ListType) else (
             "dict" if isinstance(ftype, DictType) else "set")
+        ints = isinstance(ftype, ListType | DictType | SetType) and isinstance(ftype.item, IntType)
         if kind == "dict":
-            return (f"(type({var}) is dict and {{*map(type, {var})}} <= _STR_ONLY "
-                    f"and {{*map(type, {var}.values())}} <= _S_{name})")
-        return f"(type({var}) is {kind} and {{*map(type, {var})}} <= _S_{name})"
+            rng = f" and _ints_ok({var}.values())" if ints else ""
+            return (f"(type({var}) is dict and _STR_KEYS(map(type, {var})) "
+                    f"and _S_{name}(map(type, {var}.values())){rng})")
+        rng = f" and _ints_ok({var})" if ints else ""
+        return f"(type({var}) is {kind} and _S_{name}(map(type, {var})){rng})"
     return ftype.fast_check(var)
 
 
@@ -332,7 +338,7 @@ def _envelope_source(fields: dict[str, Field]) -> list[str]:
             expr = f"_encode_objects({var}, _C_{name}, _t_{name})"
         elif expr is None and _simple_item_types(ftype) is not None and \
                 isinstance(ftype, ListType) and not isinstance(ftype.item, ObjectType):
-            expr = (f"({var}[:] if type({var}) is list and {{*map(type, {var})}} <= _S_{name} "
+            expr = (f"({var}[:] if {_check_expr(var, fld, name)} "
                     f"else _t_{name}.to_prim({var}, '', None))")
         elif expr is None:
             expr = f"_t_{name}.to_prim({var}, '', None)"
@@ -389,7 +395,8 @@ def _decode_envelope_source(fields: dict[str, Field]) -> list[str]:
             lines.append(f"        v = {call}")
         elif _list_of_objects(inner) is not None and inner is ftype:
             lines.append(f"        v = _decode_objects(v, _I_{name}, _t_{name}, limits, depth)")
-        elif isinstance(ftype, ListType | DictType) and _simple_item_types(ftype) is not None:
+        elif (isinstance(ftype, ListType | DictType) and _simple_item_types(ftype) is not None
+              and not isinstance(ftype.item, ObjectType)):
             check = _check_expr("v", fld, name)
             lines.append(f"        if {check} and len(v) <= limits.max_items "
                          "and depth <= limits.max_depth:")

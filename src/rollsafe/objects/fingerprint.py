@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "REMOTE_KEY",
+    "FingerprintProblem",
     "assert_fingerprints",
     "canonical_schema",
     "check_fingerprints",
@@ -63,54 +65,98 @@ def canonical_schema(cls: type[VersionedObject], version: str | None = None) -> 
 
 
 def fingerprint(cls: type[VersionedObject], version: str | None = None) -> str:
-    """``"<version>-<hash>"`` of the canonical schema at ``version``."""
+    """``"<version>-<hash>"`` of the canonical schema at ``version`` (for the
+    current version, remote-method signatures included)."""
     schema = canonical_schema(cls, version)
-    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return f"{schema['version']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+    return f"{schema['version']}-{_digest(schema)}"
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: The key of a fingerprint-file entry that records remote-method signatures.
+REMOTE_KEY = "remote_methods"
 
 
 def fingerprints(registry: Registry) -> dict[str, dict[str, str]]:
-    """Name -> version -> fingerprint, for every version of the newest
-    class of every name in ``registry``."""
+    """What a fingerprint file records, for the newest class of every name:
+    each version's field schema (``version -> fingerprint``, without remote
+    methods, so recording a new version never changes an older entry) and,
+    under ``"remote_methods"``, ``"<current version>-<hash>"`` of the remote
+    methods' signatures."""
     out: dict[str, dict[str, str]] = {}
     for cls in registry.newest():
-        out[cls._rs_info.name] = {v: fingerprint(cls, v) for v in cls.VERSIONS.numbers}
+        entry = {}
+        for number in cls.VERSIONS.numbers:
+            schema = canonical_schema(cls, number)
+            remotes = schema.pop(REMOTE_KEY, None)
+            entry[number] = f"{number}-{_digest(schema)}"
+        entry[REMOTE_KEY] = f"{cls.VERSIONS.current}-{_digest(remotes)}"
+        out[cls._rs_info.name] = entry
     return out
 
 
-def check_fingerprints(registry: Registry, expected: dict[str, dict[str, str]]) -> list[str]:
+class FingerprintProblem(str):
+    """One difference found by :func:`check_fingerprints`: a sentence saying
+    what to do. ``recordable`` is True for expected growth (a new version or
+    object) that recording the file accepts, False for a change that a
+    recorded file would only hide."""
+
+    recordable: bool
+
+    def __new__(cls, text: str, *, recordable: bool = False) -> FingerprintProblem:
+        problem = super().__new__(cls, text)
+        problem.recordable = recordable
+        return problem
+
+
+def check_fingerprints(registry: Registry,
+                       expected: dict[str, dict[str, str]]) -> list[FingerprintProblem]:
     """Every difference between ``registry`` and ``expected`` (as read from a
     fingerprint file), each a sentence saying what to do. Empty when equal."""
     actual = fingerprints(registry)
-    problems = []
+    problems: list[FingerprintProblem] = []
+    add = problems.append
+    P = FingerprintProblem
     for name in sorted(expected.keys() - actual.keys()):
-        problems.append(f"{name}: in the fingerprint file but no longer registered; removing "
-                        "an object breaks every older service that sends it")
+        add(P(f"{name}: in the fingerprint file but no longer registered; removing an object "
+              "breaks every older service that sends it"))
     for name in sorted(actual):
-        now = actual[name]
-        before = expected.get(name)
-        if before is None:
-            problems.append(f"{name}: new object ({', '.join(now)}); record it with --write")
+        now = dict(actual[name])
+        before = dict(expected.get(name) or {})
+        if not before:
+            add(P(f"{name}: new object ({', '.join(v for v in now if v != REMOTE_KEY)}); "
+                  "record it with --write", recordable=True))
             continue
+        remote_now, remote_before = now.pop(REMOTE_KEY), before.pop(REMOTE_KEY, None)
         current = max(now, key=parse_version)
         for version in sorted(before.keys() | now.keys(), key=parse_version):
             old, new = before.get(version), now.get(version)
             if old == new:
                 continue
             if new is None:
-                problems.append(f"{name} {version}: recorded but gone from the history; a "
-                                "version once released must stay in the history")
+                add(P(f"{name} {version}: recorded but gone from the history; a version once "
+                      "released must stay in the history"))
             elif old is None:
-                problems.append(f"{name} {version}: new version ({new}); record it with --write")
+                add(P(f"{name} {version}: new version ({new}); record it with --write",
+                      recordable=True))
             elif version == current:
-                problems.append(
-                    f"{name} {version}: schema changed without a version bump ({old} -> {new}); "
-                    f"add Version(...) after {version} in {name}.VERSIONS describing the change")
+                add(P(f"{name} {version}: schema changed without a version bump ({old} -> "
+                      f"{new}); add Version(...) after {version} in {name}.VERSIONS "
+                      "describing the change"))
             else:
-                problems.append(
-                    f"{name} {version}: the history no longer derives the schema released as "
-                    f"{version} ({old} -> {new}); fix the history so that {version} is what "
-                    "was released")
+                add(P(f"{name} {version}: the history no longer derives the schema released as "
+                      f"{version} ({old} -> {new}); fix the history so that {version} is what "
+                      "was released"))
+        if remote_before != remote_now and current in before:
+            if remote_before is not None and remote_before.startswith(f"{current}-"):
+                add(P(f"{name} {current}: remote method signatures changed without a version "
+                      f"bump; add Version(...) after {current} in {name}.VERSIONS"))
+            else:
+                add(P(f"{name} {current}: remote methods not recorded for this version; record "
+                      "them with --write", recordable=True))
     return problems
 
 
@@ -119,10 +165,18 @@ def read_fingerprints(path: str | Path) -> dict[str, dict[str, str]]:
     from pathlib import Path
 
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not all(
-            isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
-            for v in data.values()):
-        raise ValueError(f"{path} is not a rollsafe fingerprint file")
+    if not isinstance(data, dict):
+        raise ValueError("not a rollsafe fingerprint file (expected a JSON object)")
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or not all(isinstance(x, str) for x in entry.values()):
+            raise ValueError(f"entry {name!r} is not a map of versions to fingerprints")
+        for key in entry:
+            if key == REMOTE_KEY:
+                continue
+            try:
+                parse_version(key)
+            except ValueError:
+                raise ValueError(f"entry {name!r} has {key!r}, which is not a version") from None
     return data
 
 

@@ -74,6 +74,15 @@ def _annotation_text(annotation: Any) -> str:
 def _canonical_default(value: Any) -> Any:
     if value is None or type(value) in (bool, int, float, str):
         return value
+    if type(value) in (tuple, list, frozenset, set, dict):
+        import json
+
+        try:  # plain containers of plain values: their content counts
+            items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+            return {"type": type(value).__name__,
+                    "value": json.loads(json.dumps(items, sort_keys=True))}
+        except (TypeError, ValueError):
+            pass
     return {"type": type(value).__name__}
 
 

@@ -236,6 +236,16 @@ class StrType(FieldType):
         return "str" if self.max_length is None else f"str(max_length={self.max_length})"
 
 
+#: Integers are signed 64-bit: what every codec and store carries.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_INT_RANGE = "int outside the signed 64-bit range every codec and store carries"
+
+
+def ints_in_range(values: Any) -> bool:
+    """Whether every int in ``values`` (a list, set or dict view) fits."""
+    return not values or (min(values) >= INT_MIN and max(values) <= INT_MAX)
+
+
 class IntType(FieldType):
     """An integer; ``bool`` is refused."""
 
@@ -244,14 +254,18 @@ class IntType(FieldType):
     def validate(self, value: Any, path: str) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._bad_value(value, path)
+        if not INT_MIN <= value <= INT_MAX:
+            raise ValidationError(path, _INT_RANGE)
         return int(value)
 
     def fast_check(self, var: str) -> str:
-        return f"type({var}) is int"
+        return f"(type({var}) is int and {INT_MIN} <= {var} <= {INT_MAX})"
 
     def from_prim(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> Any:
         if type(prim) is not int:
             raise self._bad_prim(prim, path)
+        if not INT_MIN <= prim <= INT_MAX:
+            raise DecodeError(path, _INT_RANGE)
         return prim
 
     def fast_decode_check(self, var: str) -> str:
@@ -520,14 +534,16 @@ class _Collection(FieldType):
     def __init__(self, item: FieldType) -> None:
         self.item = item
         # Items that need no conversion and only an exact type check: the
-        # container is then checked in C with {*map(type, v)} <= _simple.
+        # container is then checked in C with _simple.issuperset(map(type, v)).
         self._simple: frozenset[type] | None = None
+        self._ints = False
         if type(item) is StrType and item.max_length is None:
             self._simple = frozenset({str})
         elif type(item) is IntType:
             self._simple = frozenset({int})
         elif type(item) is BoolType:
             self._simple = frozenset({bool})
+        self._ints = type(item) is IntType
 
     def _check_length(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> None:
         if depth > limits.max_depth:
@@ -578,7 +594,8 @@ class ListType(_Collection):
     def to_prim(self, value: Any, path: str, version_for: VersionFor | None) -> Any:
         item = self.item
         simple = self._simple
-        if simple is not None and type(value) is list and {*map(type, value)} <= simple:
+        if (simple is not None and type(value) is list and simple.issuperset(map(type, value))
+                and (not self._ints or ints_in_range(value))):
             return value[:]
         if not isinstance(value, list):
             raise self._bad_value(value, path)
@@ -608,7 +625,8 @@ class ListType(_Collection):
         self._check_length(prim, path, limits, depth)
         item = self.item
         simple = self._simple
-        if simple is not None and {*map(type, prim)} <= simple:
+        if simple is not None and simple.issuperset(map(type, prim)) and (
+                not self._ints or ints_in_range(prim)):
             return prim[:]
         dec = item.from_prim
         return [dec(x, f"{path}[{i}]", limits, depth + 1) for i, x in enumerate(prim)]
@@ -725,8 +743,9 @@ class DictType(_Collection):
 
     def to_prim(self, value: Any, path: str, version_for: VersionFor | None) -> Any:
         simple = self._simple
-        if (simple is not None and type(value) is dict and {*map(type, value)} <= _STR_ONLY
-                and {*map(type, value.values())} <= simple):
+        if (simple is not None and type(value) is dict and _STR_ONLY.issuperset(map(type, value))
+                and simple.issuperset(map(type, value.values()))
+                and (not self._ints or ints_in_range(value.values()))):
             return value.copy()
         if not isinstance(value, dict):
             raise self._bad_value(value, path)
@@ -749,8 +768,9 @@ class DictType(_Collection):
         self._check_length(prim, path, limits, depth)
         item = self.item
         simple = self._simple
-        if (simple is not None and {*map(type, prim)} <= _STR_ONLY
-                and {*map(type, prim.values())} <= simple):
+        if (simple is not None and _STR_ONLY.issuperset(map(type, prim))
+                and simple.issuperset(map(type, prim.values()))
+                and (not self._ints or ints_in_range(prim.values()))):
             return prim.copy()
         dec = item.from_prim
         out = {}
@@ -849,7 +869,7 @@ _STR_ONLY = frozenset({str})
 
 _SIMPLE_CHECKS: dict[type[FieldType], Callable[[Any, Any], bool]] = {
     StrType: lambda t, x: type(x) is str and (t.max_length is None or len(x) <= t.max_length),
-    IntType: lambda t, x: type(x) is int,
+    IntType: lambda t, x: type(x) is int and INT_MIN <= x <= INT_MAX,
     BoolType: lambda t, x: type(x) is bool,
     EnumType: lambda t, x: type(x) is str and x in t.values,
 }

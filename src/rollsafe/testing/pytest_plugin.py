@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rollsafe.objects.fingerprint import assert_fingerprints, write_fingerprints
+from rollsafe.objects.fingerprint import (
+    check_fingerprints,
+    read_fingerprints,
+    write_fingerprints,
+)
 from rollsafe.objects.registry import Registry
 
 __all__ = ["pytest_addoption", "rollsafe_fingerprints"]
@@ -35,19 +39,30 @@ def rollsafe_fingerprints(request: pytest.FixtureRequest) -> Callable[[Registry,
                                                                        None]:
     """A function ``check(registry, path)`` that fails the test when the
     registry's fingerprints differ from the file (or writes the file when
-    pytest runs with ``--rollsafe-write-fingerprints``)."""
+    pytest runs with ``--rollsafe-write-fingerprints``). A relative path is
+    taken from the pytest root directory."""
     write = bool(request.config.getoption("--rollsafe-write-fingerprints"))
 
+    root = request.config.rootpath
+
     def check(registry: Registry, path: str | Path) -> None:
-        if write or not Path(path).exists():
-            if not write:
-                pytest.fail(f"no fingerprint file at {path}; run pytest with "
-                            "--rollsafe-write-fingerprints to record one", pytrace=False)
-            write_fingerprints(registry, path)
+        file = Path(path) if Path(path).is_absolute() else root / path
+        if write:
+            write_fingerprints(registry, file)
             return
+        if not file.exists():
+            pytest.fail(f"no fingerprint file at {path}; run pytest with "
+                        "--rollsafe-write-fingerprints to record one", pytrace=False)
         try:
-            assert_fingerprints(registry, path)
-        except Exception as exc:  # FingerprintMismatchError: show the list, not a traceback
-            pytest.fail(str(exc), pytrace=False)
+            expected = read_fingerprints(file)
+        except ValueError as exc:
+            expected = None
+            message = f"{path}: {exc}"
+        if expected is None:  # failed outside the except: the message is shown once
+            pytest.fail(message, pytrace=False)
+        problems = check_fingerprints(registry, expected)
+        if problems:
+            pytest.fail(f"object fingerprints differ from {path}:\n"
+                        + "\n".join(f"  - {p}" for p in problems), pytrace=False)
 
     return check

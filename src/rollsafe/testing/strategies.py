@@ -105,8 +105,10 @@ def aware_datetimes() -> st.SearchStrategy[datetime]:
 
 
 def _text(max_length: int | None) -> st.SearchStrategy[str]:
-    size = MAX_TEXT if max_length is None else min(max_length, MAX_TEXT)
-    return st.text(max_size=size)
+    if max_length is None or max_length <= MAX_TEXT:
+        return st.text(max_size=MAX_TEXT if max_length is None else max_length)
+    # Short strings, and now and then one exactly at the limit.
+    return st.text(max_size=MAX_TEXT) | st.text(min_size=max_length, max_size=max_length)
 
 
 def _holds_objects(ftype: FieldType) -> bool:
@@ -217,6 +219,8 @@ def versions_of(cls: type[VersionedObject]) -> st.SearchStrategy[str]:
 def instances(cls: type[T], version: str | None = None) -> st.SearchStrategy[T]:
     """Valid instances of ``cls`` at its current version.
 
+    ``version``, when given, is one of ``cls.VERSIONS.numbers``.
+
     Values cover every field's declared range (omitting fields that have a
     default now and then) and the instance's change tracking is in a random
     state. With ``version``, the instances are those a peer running that
@@ -251,8 +255,10 @@ def primitives(cls: type[VersionedObject], version: str | None = None
     objects are at the versions that version of ``cls`` embeds them at.
 
     They are made by downgrading valid current instances, so every one
-    decodes; instances the history cannot downgrade (an enum value without
-    fallback) are skipped."""
+    decodes. Instances whose downgrade raises
+    :class:`rollsafe.DowngradeError` (an enum value without a fallback, a
+    converter refusing the value) are skipped: test downgrades of
+    :func:`instances` directly to see those."""
     _check_class(cls, "primitives")
     if version is not None:
         _check_version(cls, version)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from rollsafe.errors import DecodeError, LimitExceededError
+from rollsafe.errors import DecodeError, EncodeError, LimitExceededError
 from rollsafe.objects.api import from_primitive, to_primitive
 from rollsafe.objects.base import VersionedObject
 from rollsafe.objects.limits import DEFAULT_LIMITS, DecodeLimits
@@ -44,7 +44,12 @@ class Codec(Generic[T]):
                manifest: dict[str, str] | None = None) -> bytes:
         """``obj`` as bytes, at ``version`` / per ``manifest`` (see
         :func:`rollsafe.to_primitive`)."""
-        return self.dumps(to_primitive(obj, version, manifest=manifest))
+        primitive = to_primitive(obj, version, manifest=manifest)
+        try:
+            return self.dumps(primitive)
+        except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError included
+            raise EncodeError(f"{type(obj).__name__} cannot be written as "
+                              f"{self.media_type}: {exc}") from None
 
     def decode(self, payload: bytes) -> T:
         """The object held in ``payload``; raises :class:`DecodeError`
