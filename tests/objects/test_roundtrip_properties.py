@@ -13,12 +13,8 @@ of the benchmark model:
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import pytest
@@ -42,21 +38,9 @@ from rollsafe import (
 )
 from rollsafe.objects.types import DictType, ListType, NullableType, SetType, StrType
 from rollsafe.testing.strategies import MAX_ITEMS, instances, primitives, values_for
+from support import load_bench_model
 
-
-def _load_bench_model() -> ModuleType:
-    name = "rollsafe_bench_model"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "benchmarks" / "model.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bench_model = _load_bench_model()
+bench_model = load_bench_model()
 
 # --------------------------------------------------------------------------
 # A registry whose history uses every kind of change.

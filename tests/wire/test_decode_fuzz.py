@@ -16,13 +16,9 @@ error class and path.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import msgpack
@@ -50,21 +46,9 @@ from rollsafe import (
 )
 from rollsafe.objects.limits import MAX_DEPTH_CEILING
 from rollsafe.testing.strategies import primitives
+from support import load_bench_model
 
-
-def _load_bench_model() -> ModuleType:
-    name = "rollsafe_bench_model"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "benchmarks" / "model.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bench_model = _load_bench_model()
+bench_model = load_bench_model()
 bench: Registry = bench_model.bench
 Application = bench_model.Application
 

@@ -230,6 +230,14 @@ def _check_expr(var: str, fld: Field, name: str | None = None) -> str | None:
     return ftype.fast_check(var)
 
 
+def _guarded(check: str | None, statement: str, indent: str) -> list[str]:
+    """Source lines running ``statement`` only when ``check`` is false (or
+    always, when there is no cheap check)."""
+    if check:
+        return [f"{indent}if not {check}:", f"{indent}    {statement}"]
+    return [f"{indent}{statement}"]
+
+
 def _immutable_default(fld: Field) -> bool:
     return fld.has_default and fld.default_factory is None and (
         fld.default is None or not fld.ftype.mutable)
@@ -243,12 +251,7 @@ def _init_source(cname: str, fields: dict[str, Field]) -> list[str]:
                        for n, f in fields.items())
     lines = [f"def __init__(self, *, {params}):" if fields else "def __init__(self):"]
     for name, fld in fields.items():
-        check = _check_expr(name, fld)
-        if check:
-            lines.append(f"    if not {check}:")
-            lines.append(f"        {name} = _slow_{name}({name})")
-        else:
-            lines.append(f"    {name} = _slow_{name}({name})")
+        lines += _guarded(_check_expr(name, fld), f"{name} = _slow_{name}({name})", "    ")
         lines.append(f"    self._v_{name} = {name}")
     lines.append("    self._rs_changed = _ALL")
     lines.append("    self._rs_baseline = None")
@@ -276,12 +279,8 @@ def _setter_source(cname: str, fields: dict[str, Field]) -> list[str]:
             lines.append(f"    raise _ReadOnlyFieldError({path}, "
                          "'read-only field: set it when the object is built')")
             continue
-        check = _check_expr("v", fld, name)
-        if check:
-            lines.append(f"    if not {check}:")
-            lines.append(f"        v = _t_{name}.validate(v, {path})")
-        else:
-            lines.append(f"    v = _t_{name}.validate(v, {path})")
+        lines += _guarded(_check_expr("v", fld, name), f"v = _t_{name}.validate(v, {path})",
+                          "    ")
         lines.append(f"    self._v_{name} = v")
         lines.append("    ch = self._rs_changed")
         lines.append("    if ch is not _ALL:")
@@ -412,14 +411,10 @@ def _decode_envelope_source(fields: dict[str, Field]) -> list[str]:
             lines.append(f"            w = _t_{name}.from_prim(v, '', limits, depth)")
             lines.append("        v = w")
         else:
-            check = ftype.fast_decode_check("v")
-            if isinstance(inner, EnumType):
-                check = _check_expr("v", fld, name)
-            if check:
-                lines.append(f"        if not {check}:")
-                lines.append(f"            v = _t_{name}.from_prim(v, '', limits, depth)")
-            else:
-                lines.append(f"        v = _t_{name}.from_prim(v, '', limits, depth)")
+            check = (_check_expr("v", fld, name) if isinstance(inner, EnumType)
+                     else ftype.fast_decode_check("v"))
+            lines += _guarded(check, f"v = _t_{name}.from_prim(v, '', limits, depth)",
+                              "        ")
         lines.append(f"    o._v_{name} = v")
     lines += [
         f"    if len(data) != {len(fields)} - miss:",
@@ -453,12 +448,8 @@ def _decode_source(fields: dict[str, Field]) -> list[str]:
             lines.append(f"        v = _f_{name}.make_default({sub})")
         lines.append("    else:")
         lines.append("        n += 1")
-        check = fld.ftype.fast_decode_check("v")
-        if check:
-            lines.append(f"        if not {check}:")
-            lines.append(f"            v = _t_{name}.from_prim(v, {sub}, limits, depth)")
-        else:
-            lines.append(f"        v = _t_{name}.from_prim(v, {sub}, limits, depth)")
+        lines += _guarded(fld.ftype.fast_decode_check("v"),
+                          f"v = _t_{name}.from_prim(v, {sub}, limits, depth)", "        ")
         lines.append(f"    o._v_{name} = v")
     lines.append("    if n != len(data):")
     lines.append("        _unknown_field(data, _KNOWN, path, _WHAT)")
