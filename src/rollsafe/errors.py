@@ -136,6 +136,26 @@ class UnknownObjectError(RollsafeError, LookupError):
     """A registry was asked for an object name (or version) it does not hold."""
 
 
+class StorageError(RollsafeError):
+    """Base of the errors a store raises."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """No stored object has that key (in that project: another project's
+    objects are not found, as if they did not exist)."""
+
+
+class ConflictError(StorageError):
+    """A write lost a race: the stored object changed since it was read
+    (stale revision), or an object with that key already exists. Nothing
+    was written; reload and try again."""
+
+
+class RetryableStorageError(StorageError):
+    """The store could not be reached or dropped the connection (a restart,
+    a failover). Nothing was committed; the same call may succeed later."""
+
+
 class FingerprintMismatchError(RollsafeError):
     """Object schemas changed without a version bump. ``diff`` holds the
     readable report."""

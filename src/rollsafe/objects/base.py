@@ -475,13 +475,16 @@ class VersionedObject(metaclass=_ObjectMeta):
     applies defaults. Assignment validates too. All fields are always set.
     """
 
-    __slots__ = ("__weakref__", "_rs_baseline", "_rs_changed")
+    # _rs_meta belongs to the layers above (storage keeps the revision and
+    # stored version there); the core never reads it.
+    __slots__ = ("__weakref__", "_rs_baseline", "_rs_changed", "_rs_meta")
 
     VERSIONS: ClassVar[History]
     _rs_info: ClassVar[ClassInfo]
     _rs_registry: ClassVar[Registry | None] = None
     _rs_changed: set[str]
     _rs_baseline: tuple[Any, ...] | None
+    _rs_meta: Any
 
     def __init__(self, **values: Any) -> None:
         # Replaced by the generated __init__ on first use (see codegen).

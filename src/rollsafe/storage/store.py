@@ -1,0 +1,285 @@
+"""The store: objects in, objects out, on any backend.
+
+A :class:`Store` converts between objects and records. It writes each
+object at the **storage version** (a manifest: object name -> version, the
+highest every live reader knows; by default the current versions) and reads
+records of any version through the upgrade path, so a record written by an
+older release comes back as the current version.
+
+Updates are driven by change tracking: only the fields that changed are
+written, so a writer never clobbers a field it did not touch, and each
+update names the revision it read: a stale one is refused with
+:class:`ConflictError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from rollsafe.errors import DefinitionError, NotFoundError, StorageError
+from rollsafe.objects.api import from_primitive, reset_changes, to_primitive, what_changed
+from rollsafe.objects.base import VersionedObject
+from rollsafe.storage.base import (
+    Backend,
+    Page,
+    Query,
+    Record,
+    Transaction,
+    decode_cursor,
+    encode_cursor,
+    iterate_pages,
+)
+from rollsafe.storage.collection import Collection
+
+__all__ = ["Store", "UnitOfWork", "open_backend", "revision_of"]
+
+T = TypeVar("T", bound=VersionedObject)
+
+
+def open_backend(url: str, **options: Any) -> Backend:
+    """The backend a URL names: ``sqlite:///path`` (or ``sqlite://`` in
+    memory), ``postgresql://...``, ``redis://...``. Drivers load here."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme.startswith(("sqlite", "postgresql", "postgres")):
+        from rollsafe.storage.sql import SqlBackend
+
+        return SqlBackend(url, **options)
+    if scheme in ("redis", "rediss", "unix"):
+        from rollsafe.storage.redis import RedisBackend
+
+        return RedisBackend(url, **options)
+    raise ValueError(f"no backend for {url.split('://')[0]!r} URLs; use sqlite:///, "
+                     "postgresql:// or redis://")
+
+
+def revision_of(obj: VersionedObject) -> int:
+    """The stored revision an object was read or last written at."""
+    meta = getattr(obj, "_rs_meta", None)
+    if meta is None:
+        raise StorageError(f"this {type(obj).__name__} was not read from or written to a "
+                           "store; create() it first")
+    return int(meta[0])
+
+
+class UnitOfWork:
+    """Operations that commit together or not at all (``Store.unit_of_work``)."""
+
+    def __init__(self, store: Store, tx: Transaction) -> None:
+        self._store = store
+        self._tx = tx
+
+    def create(self, obj: T) -> T:
+        """Store a new object (all its fields, at the storage version)."""
+        coll = self._store.collection(type(obj))
+        record = self._store._record(coll, obj)
+        self._tx.insert(coll, record)
+        obj._rs_meta = (1, record.version)
+        reset_changes(obj, recursive=True)
+        return obj
+
+    def get(self, cls: type[T], key: Any, *, project: Any = None) -> T:
+        """The stored object with ``key``, as the current version;
+        :class:`NotFoundError` if absent (or in another project)."""
+        coll = self._store.collection(cls)
+        record = self._tx.get(coll, self._store._key(coll, key), _prim(project))
+        if record is None:
+            raise NotFoundError(f"no {coll.object_name} {key}"
+                                + ("" if project is None else f" in project {project}"))
+        return self._store._object(coll, record)  # type: ignore[return-value]
+
+    def update(self, obj: T) -> T:
+        """Write the fields changed since ``obj`` was read; refuse with
+        :class:`ConflictError` if the stored object changed meanwhile."""
+        coll = self._store.collection(type(obj))
+        revision = revision_of(obj)
+        stored_version = obj._rs_meta[1]
+        changed = what_changed(obj)
+        if not changed:
+            return obj
+        primitive = self._store._primitive(obj)
+        reg = type(obj)._rs_info.registry
+        version, data = primitive[reg.key_version], primitive[reg.key_data]
+        if coll.key in changed or (coll.project is not None and coll.project in changed):
+            raise StorageError(f"{coll.object_name}.{coll.key} and its project field cannot "
+                               "change once stored")
+        full = version != stored_version
+        if full:  # the record moves to another version: write it whole
+            values = data
+        else:
+            names = set(primitive.get(reg.key_changes, ()))
+            values = {name: data[name] for name in names}
+        new = self._tx.update(coll, coll.key_of(data), coll.project_of(data), revision,
+                              version, values, full)
+        obj._rs_meta = (new, version)
+        reset_changes(obj, recursive=True)
+        return obj
+
+    def delete(self, obj: VersionedObject) -> None:
+        """Remove a stored object (refused if it changed since it was read)."""
+        coll = self._store.collection(type(obj))
+        data = self._store._primitive(obj)[type(obj)._rs_info.registry.key_data]
+        self._tx.delete(coll, coll.key_of(data), coll.project_of(data), revision_of(obj))
+        obj._rs_meta = None
+
+    def query(self, cls: type[T], *, project: Any = None, where: dict[str, Any] | None = None,
+              order_by: str | None = None, descending: bool = False, limit: int = 100,
+              cursor: str | None = None) -> Page[T]:
+        """One page of objects matching ``where`` (equality on fields),
+        ordered by ``order_by`` then key; pass ``page.next_cursor`` back as
+        ``cursor`` for the next page."""
+        coll = self._store.collection(cls)
+        query = self._store._query(coll, project, where, order_by, descending, limit)
+        if cursor is not None:
+            query.after = decode_cursor(cursor)
+        records = self._tx.query(coll, query)
+        items = [self._store._object(coll, r) for r in records]
+        next_cursor = None
+        if len(records) == limit and records:
+            last = records[-1]
+            value = None if order_by is None else last.data.get(order_by)
+            next_cursor = encode_cursor((value, last.key))
+        return Page(items, next_cursor)  # type: ignore[arg-type]
+
+
+class Store:
+    """Objects on a backend. Each method is its own unit of work; use
+    :meth:`unit_of_work` to make several commit together."""
+
+    def __init__(self, backend: Backend, collections: Iterable[Collection], *,
+                 storage_versions: dict[str, str] | None = None) -> None:
+        self.backend = backend
+        self._collections: dict[type, Collection] = {}
+        for coll in collections:
+            self._collections[coll.cls] = coll
+        #: Object name -> version written; None writes current versions.
+        self.storage_versions = storage_versions
+
+    @property
+    def collections(self) -> list[Collection]:
+        """The collections this store holds."""
+        return list(self._collections.values())
+
+    def collection(self, cls: type[VersionedObject]) -> Collection:
+        """The collection of ``cls``."""
+        try:
+            return self._collections[cls]
+        except KeyError:
+            raise DefinitionError(f"{cls.__name__} has no Collection in this store") from None
+
+    def ensure_schema(self) -> None:
+        """Create the tables / indexes the collections need, if missing."""
+        self.backend.ensure_schema(self.collections)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """Operations that commit together at the end of the block, or not
+        at all if it raises."""
+        with self.backend.transaction() as tx:
+            yield UnitOfWork(self, tx)
+
+    def create(self, obj: T) -> T:
+        """Store a new object; :class:`ConflictError` if the key exists."""
+        with self.unit_of_work() as uow:
+            return uow.create(obj)
+
+    def get(self, cls: type[T], key: Any, *, project: Any = None) -> T:
+        """The stored object with ``key`` (see :meth:`UnitOfWork.get`)."""
+        with self.unit_of_work() as uow:
+            return uow.get(cls, key, project=project)
+
+    def update(self, obj: T) -> T:
+        """Write what changed (see :meth:`UnitOfWork.update`)."""
+        with self.unit_of_work() as uow:
+            return uow.update(obj)
+
+    def delete(self, obj: VersionedObject) -> None:
+        """Remove a stored object (see :meth:`UnitOfWork.delete`)."""
+        with self.unit_of_work() as uow:
+            uow.delete(obj)
+
+    def query(self, cls: type[T], **options: Any) -> Page[T]:
+        """One page of objects (see :meth:`UnitOfWork.query`)."""
+        with self.unit_of_work() as uow:
+            return uow.query(cls, **options)
+
+    def stream(self, cls: type[T], *, project: Any = None, where: dict[str, Any] | None = None,
+               order_by: str | None = None, batch: int = 1000) -> Iterator[T]:
+        """Every matching object, fetched ``batch`` at a time with keyset
+        pagination (each batch in its own short transaction), so memory
+        stays bounded however many there are."""
+        coll = self.collection(cls)
+        query = self._query(coll, project, where, order_by, False, batch)
+
+        def fetch(q: Query) -> list[Record]:
+            with self.backend.transaction() as tx:
+                return tx.query(coll, q)
+
+        for record in iterate_pages(fetch, query):
+            yield self._object(coll, record)  # type: ignore[misc]
+
+    # -- conversions ----------------------------------------------------
+    def _primitive(self, obj: VersionedObject) -> dict[str, Any]:
+        primitive = to_primitive(obj, manifest=self.storage_versions)
+        reg = type(obj)._rs_info.registry
+        for value in primitive[reg.key_data].values():
+            if isinstance(value, dict | list):
+                _drop_changes(value, reg.key_changes)
+        return primitive
+
+    def _record(self, coll: Collection, obj: VersionedObject) -> Record:
+        reg = type(obj)._rs_info.registry
+        primitive = self._primitive(obj)
+        data = primitive[reg.key_data]
+        return Record(coll.key_of(data), coll.project_of(data), primitive[reg.key_version], 1,
+                      data)
+
+    def _object(self, coll: Collection, record: Record) -> VersionedObject:
+        reg = coll.cls._rs_info.registry
+        envelope = {reg.key_name: coll.object_name, reg.key_namespace: reg.namespace,
+                    reg.key_version: record.version, reg.key_data: record.data}
+        obj = from_primitive(envelope, coll.cls)
+        reset_changes(obj, recursive=True)
+        obj._rs_meta = (record.revision, record.version)
+        return obj
+
+    def _key(self, coll: Collection, key: Any) -> Any:
+        return _prim(key)
+
+    def _query(self, coll: Collection, project: Any, where: dict[str, Any] | None,
+               order_by: str | None, descending: bool, limit: int) -> Query:
+        fields = coll.cls._rs_info.fields
+        from rollsafe.storage.collection import is_scalar
+
+        for name in [*(where or {}), *([order_by] if order_by else [])]:
+            if name not in fields or not is_scalar(fields[name].ftype):
+                raise DefinitionError(f"{coll.object_name} cannot be queried by {name!r}: "
+                                      "only scalar fields can be filtered or ordered by")
+        if type(limit) is not int or not 1 <= limit <= 10_000:
+            raise ValueError("limit must be an int from 1 to 10000")
+        prims = {name: fields[name].ftype.to_prim(value, name, None) if value is not None
+                 else None for name, value in (where or {}).items()}
+        return Query(_prim(project), prims, order_by, descending, limit)
+
+
+def _drop_changes(value: Any, key: str) -> None:
+    """Remove change lists from nested envelopes: a stored object has none."""
+    if isinstance(value, dict):
+        value.pop(key, None)
+        for item in value.values():
+            if isinstance(item, dict | list):
+                _drop_changes(item, key)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                _drop_changes(item, key)
+
+
+def _prim(value: Any) -> Any:
+    """A key or project value as stored (UUIDs as canonical strings)."""
+    import uuid
+
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
