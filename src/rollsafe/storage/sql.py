@@ -193,6 +193,15 @@ class _TableMap:
         for fname in coll.indexes:
             for col in {c.name: c for c in self.columns_of(fname)}.values():
                 sa.Index(f"ix_{coll.name}_{col.name}", *lead, self.table.c[col.name])
+        # Statements built once: building and cache-keying a statement per
+        # call costs more than running it on SQLite.
+        key_col = self.table.c[self.key.name]
+        self.select_by_key = sa.select(self.table).where(key_col == sa.bindparam("rs_k"))
+        self.select_by_key_in_project = self.select_by_key
+        self.insert: Any = None
+        if self.project is not None:
+            self.select_by_key_in_project = self.select_by_key.where(
+                self.table.c[self.project.name] == sa.bindparam("rs_p"))
 
     def columns_of(self, fname: str) -> list[_Column]:
         """Every column that holds field ``fname`` (current name) in some
@@ -231,6 +240,16 @@ class SqlBackend(Backend):
         self.dialect = self.engine.dialect.name
         self.metadata = sa.MetaData()
         self._maps: dict[type, _TableMap] = {}
+
+    def insert_ignoring_duplicates(self, table: sa.Table) -> Any:
+        """INSERT that skips a row whose primary key exists."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise StorageError(f"unsupported SQL dialect {self.dialect}")
+        return insert(table).on_conflict_do_nothing()
 
     def table_map(self, coll: Collection) -> _TableMap:
         """The table of a collection (declared on first use)."""
@@ -293,8 +312,12 @@ class _SqlTransaction(Transaction):
 
     def get(self, collection: Collection, key: Any, project: Any) -> Record | None:
         tmap = self.backend.table_map(collection)
-        row = self.conn.execute(sa.select(tmap.table).where(
-            self._scoped(tmap, key, project))).mappings().first()
+        if project is not None and tmap.project is not None:
+            stmt, params = tmap.select_by_key_in_project, {"rs_k": tmap.key.bind(key),
+                                                           "rs_p": project}
+        else:
+            stmt, params = tmap.select_by_key, {"rs_k": tmap.key.bind(key)}
+        row = self.conn.execute(stmt, params).mappings().first()
         return None if row is None else self._record(tmap, row)
 
     def insert(self, collection: Collection, record: Record) -> None:
@@ -302,12 +325,13 @@ class _SqlTransaction(Transaction):
         row = self._row(tmap, record.version, record.data)
         row["rs_version"] = record.version
         row["rs_revision"] = 1
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(tmap.table.insert().values(row))
-        except sa.exc.IntegrityError:
-            raise ConflictError(f"{collection.object_name} {record.key} already exists") \
-                from None
+        # ON CONFLICT DO NOTHING: a duplicate key is seen in the row count,
+        # with no error that would abort the surrounding transaction.
+        if tmap.insert is None:
+            tmap.insert = self.backend.insert_ignoring_duplicates(tmap.table).returning(
+                tmap.table.c[tmap.key.name])
+        if self.conn.execute(tmap.insert, row).first() is None:
+            raise ConflictError(f"{collection.object_name} {record.key} already exists")
 
     def _row(self, tmap: _TableMap, version: str, data: dict[str, Any]) -> dict[str, Any]:
         mapping = tmap.by_version[version]

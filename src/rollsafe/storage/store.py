@@ -73,10 +73,12 @@ class UnitOfWork:
     def create(self, obj: T) -> T:
         """Store a new object (all its fields, at the storage version)."""
         coll = self._store.collection(type(obj))
-        record = self._store._record(coll, obj)
+        # A create writes every field; resetting first also keeps change
+        # lists out of the nested envelopes, so there is nothing to strip.
+        reset_changes(obj, recursive=True)
+        record = self._store._record(coll, obj, strip=False)
         self._tx.insert(coll, record)
         obj._rs_meta = (1, record.version)
-        reset_changes(obj, recursive=True)
         return obj
 
     def get(self, cls: type[T], key: Any, *, project: Any = None) -> T:
@@ -220,17 +222,19 @@ class Store:
             yield self._object(coll, record)  # type: ignore[misc]
 
     # -- conversions ----------------------------------------------------
-    def _primitive(self, obj: VersionedObject) -> dict[str, Any]:
+    def _primitive(self, obj: VersionedObject, strip: bool = True) -> dict[str, Any]:
         primitive = to_primitive(obj, manifest=self.storage_versions)
+        if not strip:
+            return primitive
         reg = type(obj)._rs_info.registry
         for value in primitive[reg.key_data].values():
             if isinstance(value, dict | list):
-                _drop_changes(value, reg.key_changes)
+                _drop_changes(value, reg.key_name, reg.key_changes, reg.key_data)
         return primitive
 
-    def _record(self, coll: Collection, obj: VersionedObject) -> Record:
+    def _record(self, coll: Collection, obj: VersionedObject, strip: bool = True) -> Record:
         reg = type(obj)._rs_info.registry
-        primitive = self._primitive(obj)
+        primitive = self._primitive(obj, strip)
         data = primitive[reg.key_data]
         return Record(coll.key_of(data), coll.project_of(data), primitive[reg.key_version], 1,
                       data)
@@ -240,7 +244,8 @@ class Store:
         envelope = {reg.key_name: coll.object_name, reg.key_namespace: reg.namespace,
                     reg.key_version: record.version, reg.key_data: record.data}
         obj = from_primitive(envelope, coll.cls)
-        reset_changes(obj, recursive=True)
+        if what_changed(obj):  # only records written with change lists have any
+            reset_changes(obj, recursive=True)
         obj._rs_meta = (record.revision, record.version)
         return obj
 
@@ -263,17 +268,24 @@ class Store:
         return Query(_prim(project), prims, order_by, descending, limit)
 
 
-def _drop_changes(value: Any, key: str) -> None:
-    """Remove change lists from nested envelopes: a stored object has none."""
+def _drop_changes(value: Any, name_key: str, changes_key: str, data_key: str) -> None:
+    """Remove change lists from the nested envelopes in a field's value (a
+    stored object has none); only envelopes and lists or dicts of them are
+    walked, not plain collections."""
     if isinstance(value, dict):
-        value.pop(key, None)
-        for item in value.values():
-            if isinstance(item, dict | list):
-                _drop_changes(item, key)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list):
-                _drop_changes(item, key)
+        if name_key in value:  # an envelope
+            value.pop(changes_key, None)
+            for item in value[data_key].values():
+                if isinstance(item, dict | list):
+                    _drop_changes(item, name_key, changes_key, data_key)
+            return
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        if not isinstance(item, dict | list):
+            return  # a collection of plain values: no envelopes inside
+        _drop_changes(item, name_key, changes_key, data_key)
 
 
 def _prim(value: Any) -> Any:
