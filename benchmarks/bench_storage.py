@@ -31,9 +31,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import model  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+import model  # noqa: E402
 import rollsafe  # noqa: E402
 from rollsafe.storage import Collection, Store, open_backend  # noqa: E402
 

@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -155,6 +155,102 @@ def schema(
     except RollsafeError as exc:
         _fail(str(exc))
     out.print_json(json.dumps(data))
+
+
+db = typer.Typer(help="Expand and contract the SQL schema of a store's collections.",
+                 no_args_is_help=True)
+app.add_typer(db, name="db")
+
+CollectionsOption = Annotated[str, typer.Option(
+    "--collections", "-c", metavar="MODULE:NAME",
+    help="The collections, as 'package.module:attribute' naming a list of Collection.")]
+UrlOption = Annotated[str, typer.Option(
+    "--url", envvar="ROLLSAFE_DB_URL", help="Database URL (sqlite:///..., postgresql://...).")]
+
+
+def _load_sql(url: str, spec: str) -> tuple[Any, list[Any]]:
+    from rollsafe.storage.collection import Collection
+    from rollsafe.storage.sql import SqlBackend
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        _fail(f"--collections {spec!r}: expected MODULE:NAME")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        value = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:
+        _fail(f"--collections {spec!r}: {type(exc).__name__}: {exc}")
+    collections = list(value) if isinstance(value, list | tuple) else [value]
+    if not collections or not all(isinstance(c, Collection) for c in collections):
+        _fail(f"--collections {spec!r} must name a Collection or a list of them")
+    if not url.startswith(("sqlite", "postgresql", "postgres")):
+        _fail("db commands need a SQL --url (sqlite:/// or postgresql://)")
+    try:
+        return SqlBackend(url), collections
+    except Exception as exc:
+        _fail(f"--url: {type(exc).__name__}: {exc}")
+
+
+def _print_plan(lines: list[str], empty: str) -> None:
+    if not lines:
+        out.print(empty)
+    for line in lines:
+        out.print(f"  {escape(line)}")
+
+
+@db.command("plan")
+def db_plan(url: UrlOption, collections: CollectionsOption) -> None:
+    """Show what expand and contract would do. Exit 0: nothing to do;
+    1: there are changes."""
+    from rollsafe.storage import migrate
+
+    backend, colls = _load_sql(url, collections)
+    lines = migrate.plan(backend, colls).describe()
+    _print_plan(lines, "schema matches the objects: nothing to do")
+    raise typer.Exit(EXIT_DIFFERENCES if lines else EXIT_OK)
+
+
+@db.command("expand")
+def db_expand(url: UrlOption, collections: CollectionsOption,
+              dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+    """Add the tables, columns and indexes the new release needs; never
+    drops or changes anything. Exit 0: done; 2: an unsafe change."""
+    from rollsafe.storage import migrate
+
+    backend, colls = _load_sql(url, collections)
+    try:
+        schema = migrate.expand(backend, colls, dry_run=dry_run)
+    except migrate.UnsafeExpandError as exc:
+        _fail(str(exc))
+    _print_plan([f"expand: {line.split(': ', 1)[1]}" for line in schema.describe()
+                 if line.startswith("expand")], "nothing to expand")
+    out.print("dry run: nothing applied" if dry_run else "[green]expand done[/]")
+
+
+@db.command("contract")
+def db_contract(url: UrlOption, collections: CollectionsOption,
+                dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                force: Annotated[bool, typer.Option(
+                    "--force", help="Drop even though rows still use the old columns.")]
+                = False) -> None:
+    """Drop what only versions older than each collection's oldest used.
+    Exit 0: done; 1: refused, rows still need the old columns (migrate and
+    run again); 2: bad usage."""
+    from rollsafe.storage import migrate
+
+    backend, colls = _load_sql(url, collections)
+    if force:
+        err.print("[red bold]--force: dropping columns that stored rows may still use; "
+                  "their data in those columns is lost[/]")
+    try:
+        schema = migrate.contract(backend, colls, dry_run=dry_run, force=force)
+    except migrate.ContractRefusedError as exc:
+        err.print(f"[red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_DIFFERENCES) from None
+    _print_plan([line for line in schema.describe() if line.startswith("contract")],
+                "nothing to contract")
+    out.print("dry run: nothing applied" if dry_run else "[green]contract done[/]")
 
 
 def main() -> None:

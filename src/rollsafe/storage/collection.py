@@ -39,7 +39,7 @@ class Collection:
 
     def __init__(self, cls: type[VersionedObject], *, key: str = "id",
                  project: str | None = None, indexes: Sequence[str] = (),
-                 name: str | None = None) -> None:
+                 name: str | None = None, oldest: str | None = None) -> None:
         info = cls._rs_info
         info.build()
         self.cls = cls
@@ -69,6 +69,17 @@ class Collection:
             if not is_scalar(fld.ftype):
                 raise DefinitionError(f"{info.name}.{fname} cannot be indexed: only str, int, "
                                       "float, bool, UUID, datetime and enum fields can")
+        try:
+            first = info.history.resolve(oldest, info.name) if oldest else \
+                info.history.versions[0]
+        except Exception as exc:
+            raise DefinitionError(f"Collection({info.name}, oldest={oldest!r}): {exc}") \
+                from None
+        #: The oldest version still stored; contract drops what only older
+        #: versions used, and rows older than this cannot be read.
+        self.oldest = first.number
+        self.stored_versions = [v.number for v in info.history.versions
+                                if v.key >= first.key]
         self._check_history_keeps(key)
         if project is not None:
             self._check_history_keeps(project)

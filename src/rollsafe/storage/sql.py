@@ -162,6 +162,8 @@ class _TableMap:
         by_signature: dict[tuple[str, str], _Column] = {}
         used: set[str] = set()
         self.by_version: dict[str, dict[str, _Column]] = {}
+        # Column names come from the whole history (so they never change
+        # when ``oldest`` moves); the table has the stored versions' only.
         for version in info.history.versions:
             mapping = {}
             for fname, fld in info.schemas[version.key].items():
@@ -178,12 +180,16 @@ class _TableMap:
                     used.add(cname)
                 mapping[fname] = col
             self.by_version[version.number] = mapping
+        self.by_version = {v: m for v, m in self.by_version.items()
+                           if v in coll.stored_versions}
         current = self.by_version[info.current.number]
         self.key = current[coll.key]
         self.project = current[coll.project] if coll.project else None
+        stored = {col.name: col for m in self.by_version.values() for col in m.values()}
         columns: list[sa.Column[Any]] = []
         for col in by_signature.values():
-            columns += col.sql_columns(primary=col is self.key)
+            if col.name in stored:
+                columns += col.sql_columns(primary=col is self.key)
         columns.append(sa.Column("rs_version", sa.String(24), nullable=False))
         columns.append(sa.Column("rs_revision", sa.BigInteger(), nullable=False))
         self.table = sa.Table(coll.name, metadata, *columns)
@@ -212,7 +218,8 @@ class _TableMap:
         for version in reversed(info.history.versions):
             if name is None:
                 break
-            col = self.by_version[version.number].get(name)
+            mapping = self.by_version.get(version.number)
+            col = None if mapping is None else mapping.get(name)
             if col is not None:
                 found[col.name] = col
             for change in reversed(version.changes):
@@ -244,12 +251,12 @@ class SqlBackend(Backend):
     def insert_ignoring_duplicates(self, table: sa.Table) -> Any:
         """INSERT that skips a row whose primary key exists."""
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects import postgresql as dialect
         elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             raise StorageError(f"unsupported SQL dialect {self.dialect}")
-        return insert(table).on_conflict_do_nothing()
+        return dialect.insert(table).on_conflict_do_nothing()
 
     def table_map(self, coll: Collection) -> _TableMap:
         """The table of a collection (declared on first use)."""
@@ -305,7 +312,8 @@ class _SqlTransaction(Transaction):
         mapping = tmap.by_version.get(version)
         if mapping is None:
             raise StorageError(f"{tmap.coll.object_name} row {row[tmap.key.name]!r} is at "
-                               f"version {version}, which this code does not know")
+                               f"version {version}, which this store no longer reads "
+                               f"(oldest stored: {tmap.coll.oldest}); migrate it first")
         data = {fname: col.from_row(row) for fname, col in mapping.items()}
         project = data.get(tmap.coll.project) if tmap.coll.project else None
         return Record(data[tmap.coll.key], project, version, row["rs_revision"], data)
