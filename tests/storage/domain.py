@@ -136,3 +136,39 @@ def new_app(project: str = "p1", name: str = "web", **values: Any) -> App:
     }
     defaults.update(values)
     return App(**defaults)
+
+
+def increment_counter(store: Store, key: uuid.UUID, times: int, *, think: float = 0.002,
+                      budget_seconds: float = 60.0) -> dict[str, Any]:
+    """Read-modify-write ``App.counter`` of ``key`` until ``times`` updates
+    succeeded, retrying on ConflictError (bounded: at most 50 attempts per
+    increment and ``budget_seconds``). ``think`` seconds pass between the
+    read and the write, so concurrent writers do overlap. Returns what
+    happened: successes, the revision each success wrote, conflicts, and any
+    other error (repr)."""
+    import time
+
+    from rollsafe.errors import ConflictError
+    from rollsafe.storage.store import revision_of
+
+    done, conflicts, attempts = 0, 0, 0
+    revisions: list[int] = []
+    others: list[str] = []
+    deadline = time.monotonic() + budget_seconds
+    while done < times and attempts < 50 * times and time.monotonic() < deadline:
+        attempts += 1
+        try:
+            app = store.get(App, key)
+            time.sleep(think)
+            app.counter += 1
+            store.update(app)
+        except ConflictError:
+            conflicts += 1
+            continue
+        except Exception as exc:  # every failed attempt must be a ConflictError
+            others.append(repr(exc))
+            continue
+        done += 1
+        revisions.append(revision_of(app))
+    return {"done": done, "conflicts": conflicts, "attempts": attempts,
+            "revisions": revisions, "others": others}

@@ -93,7 +93,8 @@ def plan(backend: SqlBackend, collections: Sequence[Collection]) -> SchemaPlan:
     from alembic.migration import MigrationContext
 
     metadata = _target(backend, collections)
-    names = {backend.table_map(c).table.name for c in collections}
+    maps = {backend.table_map(c).table.name: backend.table_map(c) for c in collections}
+    names = set(maps)
     result = SchemaPlan()
     with backend.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={
@@ -104,10 +105,16 @@ def plan(backend: SqlBackend, collections: Sequence[Collection]) -> SchemaPlan:
             if kind in _EXPAND_SAFE:
                 result.expand.append(diff)
             elif kind in _CONTRACT:
-                if kind == "remove_table":
-                    result.other.append(diff)  # never drop a whole table automatically
-                else:
+                # Contract drops only what the history retired: columns (and
+                # their indexes) that versions older than ``oldest`` used.
+                # Anything else the database has is not ours to drop.
+                if kind == "remove_column" and diff[3].name in maps[diff[2]].retired:
                     result.contract.append(diff)
+                elif kind == "remove_index" and diff[1].table.name in maps and {
+                        c.name for c in diff[1].columns} & maps[diff[1].table.name].retired:
+                    result.contract.append(diff)
+                else:
+                    result.other.append(diff)
             else:
                 result.other.append(diff)
     return result
@@ -126,7 +133,8 @@ def check_expand(operations: Sequence[Any]) -> None:
             if not column.nullable and column.server_default is None:
                 raise UnsafeExpandError(
                     f"expand adds NOT NULL column {op[2]}.{column.name} without a server "
-                    "default: rows written by the running release would fail")
+                    "default: rows written by the running release would fail; add it "
+                    "nullable in expand and tighten it in contract")
 
 
 def expand(backend: SqlBackend, collections: Sequence[Collection], *,
@@ -146,7 +154,7 @@ def expand(backend: SqlBackend, collections: Sequence[Collection], *,
             if kind == "add_table":
                 op[1].create(conn)
             elif kind == "add_column":
-                column = op[3].copy()
+                column = op[3]._copy()
                 ops.add_column(op[2], column)
             elif kind == "add_index":
                 op[1].create(conn, checkfirst=True)
@@ -173,7 +181,7 @@ def stale_rows(backend: SqlBackend, collections: Sequence[Collection]) -> dict[s
             count = conn.execute(sa.select(sa.func.count()).select_from(tmap.table).where(
                 tmap.table.c.rs_version.not_in(keep))).scalar_one()
             if count:
-                out[coll.object_name] = int(count)
+                out[f"{coll.object_name} (table {tmap.table.name})"] = int(count)
     return out
 
 

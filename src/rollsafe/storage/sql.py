@@ -159,35 +159,51 @@ class _TableMap:
     def __init__(self, coll: Collection, metadata: sa.MetaData) -> None:
         info = coll.cls._rs_info
         self.coll = coll
-        by_signature: dict[tuple[str, str], _Column] = {}
         used: set[str] = set()
+        every: dict[str, _Column] = {}
         self.by_version: dict[str, dict[str, _Column]] = {}
-        # Column names come from the whole history (so they never change
-        # when ``oldest`` moves); the table has the stored versions' only.
+        # Columns follow a field's lineage through the history: a field keeps
+        # its column across renames while its storage kind stays the same; a
+        # new field (or a name reused by another field, or a kind change)
+        # gets a new column. Names come from the whole history, so they
+        # never change when ``oldest`` moves.
+        previous: dict[str, _Column] = {}
         for version in info.history.versions:
             mapping = {}
             for fname, fld in info.schemas[version.key].items():
                 kind = _kind(fld.ftype)
-                col = by_signature.get((fname, kind))
-                if col is None:
+                old = fname
+                for change in reversed(version.changes):
+                    old = change.old_name(old) if old is not None else None
+                col = previous.get(old) if old is not None else None
+                if col is None or col.kind != kind:
                     cname = fname if fname not in used else \
                         f"{fname}__v{version.key[0]}_{version.key[1]}"
-                    if cname.startswith("rs_") or len(cname) > 55:
+                    if cname.startswith("rs_") or len(cname) > 55 or cname in used:
                         raise DefinitionError(f"{info.name}.{fname}: field names for SQL "
                                               "storage may not start with 'rs_' or be over "
                                               "50 characters")
-                    col = by_signature[(fname, kind)] = _Column(cname, kind)
+                    col = _Column(cname, kind)
                     used.add(cname)
+                    every[cname] = col
                 mapping[fname] = col
             self.by_version[version.number] = mapping
+            previous = mapping
+        #: Columns of versions older than the collection's oldest and used by
+        #: no stored version: what contract may drop.
+        self.retired = {c.name for v, m in self.by_version.items()
+                        if v not in coll.stored_versions for c in m.values()}
         self.by_version = {v: m for v, m in self.by_version.items()
                            if v in coll.stored_versions}
         current = self.by_version[info.current.number]
         self.key = current[coll.key]
         self.project = current[coll.project] if coll.project else None
         stored = {col.name: col for m in self.by_version.values() for col in m.values()}
+        self.retired -= stored.keys()
+        self.retired |= {f"{name}__utcoffset" for name in self.retired
+                         if every[name].offset_name}
         columns: list[sa.Column[Any]] = []
-        for col in by_signature.values():
+        for col in every.values():
             if col.name in stored:
                 columns += col.sql_columns(primary=col is self.key)
         columns.append(sa.Column("rs_version", sa.String(24), nullable=False))
@@ -284,12 +300,17 @@ class SqlBackend(Backend):
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise RetryableStorageError(f"{self.dialect}: {_first_line(exc)}") from exc
         except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise RetryableStorageError(f"{self.dialect}: {_first_line(exc)}") from exc
-            raise
+            text = _first_line(exc)
+            if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError) or (
+                    isinstance(exc, sa.exc.OperationalError) and _transient(self.dialect, text)):
+                raise RetryableStorageError(f"{self.dialect}: {text}") from exc
+            if isinstance(exc, sa.exc.DataError):
+                raise StorageError(f"{self.dialect} cannot store a value: {text}") from exc
+            raise StorageError(f"{self.dialect}: {text}") from exc
+        except sa.exc.StatementError as exc:  # a value failed to convert before sending
+            raise StorageError(f"{self.dialect} cannot store a value: "
+                               f"{type(exc.orig).__name__}: {exc.orig}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -459,6 +480,19 @@ def _make_engine(url: str, echo: bool) -> Engine:
 
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open")
+
+
+def _transient(dialect: str, text: str) -> bool:
+    """Whether an OperationalError may pass on a retry: for SQLite, a lock
+    or I/O problem (a missing column never passes); for PostgreSQL, the
+    driver's operational errors are connection-level."""
+    if dialect == "sqlite":
+        lowered = text.lower()
+        return any(word in lowered for word in _SQLITE_TRANSIENT)
+    return True
 
 
 def _first_line(exc: BaseException) -> str:

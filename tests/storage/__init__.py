@@ -1,0 +1,1 @@
+"""Storage tests (a package so its conftest.py does not shadow tests/conftest.py)."""
