@@ -340,6 +340,15 @@ class BoolType(FieldType):
 
 
 _MINUTE = _dt.timedelta(minutes=1)
+
+
+def _utc_representable(value: _dt.datetime, offset: _dt.timedelta) -> bool:
+    """Whether ``value`` (with that non-zero offset) converts to UTC."""
+    try:
+        value.replace(tzinfo=None) - offset
+    except OverflowError:
+        return False
+    return True
 _new_uuid = object.__new__
 _set_attr = object.__setattr__
 _UUID_UNKNOWN = uuid.SafeUUID.unknown
@@ -397,6 +406,9 @@ class DateTimeType(FieldType):
         if offset % _MINUTE:
             raise ValidationError(
                 path, f"UTC offset {offset} refused: ISO 8601 offsets are whole minutes")
+        if offset and not _utc_representable(value, offset):
+            raise ValidationError(path, "datetime refused: its UTC instant is outside years "
+                                        "1-9999, so stores that keep UTC cannot hold it")
         return value
 
     def fast_check(self, var: str) -> str:
@@ -414,6 +426,8 @@ class DateTimeType(FieldType):
             raise DecodeError(path, f"datetime without a UTC offset: {_short(prim)}")
         if offset % _MINUTE:
             raise DecodeError(path, f"UTC offset {offset} is not whole minutes: {_short(prim)}")
+        if offset and not _utc_representable(value, offset):
+            raise DecodeError(path, f"UTC instant outside years 1-9999: {_short(prim)}")
         return value
 
     def to_prim_src(self, var: str) -> str:

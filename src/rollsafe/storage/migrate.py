@@ -108,16 +108,21 @@ def plan(backend: SqlBackend, collections: Sequence[Collection]) -> SchemaPlan:
                 # Contract drops only what the history retired: columns (and
                 # their indexes) that versions older than ``oldest`` used.
                 # Anything else the database has is not ours to drop.
-                if kind == "remove_column" and diff[3].name in maps[diff[2]].retired:
-                    result.contract.append(diff)
-                elif kind == "remove_index" and diff[1].table.name in maps and {
-                        c.name for c in diff[1].columns} & maps[diff[1].table.name].retired:
-                    result.contract.append(diff)
-                else:
-                    result.other.append(diff)
+                target = result.contract if _retired(diff, maps) else result.other
+                target.append(diff)
             else:
                 result.other.append(diff)
     return result
+
+
+def _retired(diff: tuple[Any, ...], maps: dict[str, Any]) -> bool:
+    """Whether a removal Alembic proposes is of a column the history retired
+    (or of an index on one)."""
+    if diff[0] == "remove_column":
+        return diff[3].name in maps[diff[2]].retired
+    if diff[0] == "remove_index" and diff[1].table.name in maps:
+        return bool({c.name for c in diff[1].columns} & maps[diff[1].table.name].retired)
+    return False
 
 
 def check_expand(operations: Sequence[Any]) -> None:

@@ -39,8 +39,9 @@ existing key raises at the call, and are buffered. When the ``with`` block
 ends, every buffered write and its index changes go in one
 ``MULTI``/``EXEC``: if a watched key changed meanwhile Redis applies none of
 it and the unit raises :class:`ConflictError`; if the block raises, the
-buffer is dropped. Reads (``get``, ``query``) see what is stored, not the
-unit's own buffered writes. Records only listed by ``query`` are not
+buffer is dropped. ``get`` sees the unit's own buffered writes (a flow
+reads what it just wrote); ``query`` lists what is stored, not the unit's
+buffered writes (SQL backends list them). Records only listed by ``query`` are not
 watched (a unit never conflicts over a record it merely listed), and a
 unit that wrote nothing commits nothing, so it never conflicts.
 
@@ -438,7 +439,8 @@ class _RedisTransaction(Transaction):
 
     def get(self, collection: Collection, key: Any, project: Any) -> Record | None:
         layout = self.backend.layout(collection)
-        state = self._watched_read(layout, layout.record_key(key))
+        # This unit's own writes first: a flow reads what it just wrote.
+        state = self._state(layout, layout.record_key(key))
         if state is None or not layout.in_project(state, project):
             return None
         return layout.record(state)

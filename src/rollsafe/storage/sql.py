@@ -172,7 +172,7 @@ class _TableMap:
             mapping = {}
             for fname, fld in info.schemas[version.key].items():
                 kind = _kind(fld.ftype)
-                old = fname
+                old: str | None = fname
                 for change in reversed(version.changes):
                     old = change.old_name(old) if old is not None else None
                 col = previous.get(old) if old is not None else None
@@ -431,17 +431,29 @@ class _SqlTransaction(Transaction):
                     f"{collection.object_name}.{query.order_by} is stored in several columns "
                     "across versions; order by it once contract has removed the old one")
             order_col = table.c[cols[0].name]
+            # NULLs sort first ascending (last descending) on every backend;
+            # the keyset condition spells out both sides of the NULL edge.
+            desc = query.descending
             if query.after is not None:
-                # Literals typed like their columns, so a datetime is bound
-                # exactly as stored (UTC) and the comparison is the column's.
-                value = sa.literal(cols[0].bind(query.after[0]), order_col.type)
+                value = cols[0].bind(query.after[0])
                 key = sa.literal(tmap.key.bind(query.after[1]), key_col.type)
-                newer = sa.tuple_(order_col, key_col)
-                stmt = stmt.where(newer < sa.tuple_(value, key) if query.descending
-                                  else newer > sa.tuple_(value, key))
-            order.append(order_col.desc() if query.descending else order_col)
+                beyond_key = key_col < key if desc else key_col > key
+                if value is None:
+                    cond = sa.and_(order_col.is_(None), beyond_key)
+                    if not desc:
+                        cond = sa.or_(cond, order_col.is_not(None))
+                else:
+                    lit = sa.literal(value, order_col.type)
+                    cond = sa.or_(order_col < lit if desc else order_col > lit,
+                                  sa.and_(order_col == lit, beyond_key))
+                    if desc:
+                        cond = sa.or_(cond, order_col.is_(None))
+                stmt = stmt.where(cond)
+            nulls_rank = order_col.is_(None)
+            order += [nulls_rank if desc else nulls_rank.desc(),
+                      order_col.desc() if desc else order_col]
         elif query.after is not None:
-            key = tmap.key.bind(query.after[1])
+            key = sa.literal(tmap.key.bind(query.after[1]), key_col.type)
             stmt = stmt.where(key_col < key if query.descending else key_col > key)
         order.append(key_col.desc() if query.descending else key_col)
         rows = self.conn.execute(stmt.order_by(*order).limit(query.limit)).mappings()

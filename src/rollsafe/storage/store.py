@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from rollsafe.errors import DefinitionError, NotFoundError, StorageError
+from rollsafe.errors import DecodeError, DefinitionError, NotFoundError, StorageError
 from rollsafe.objects.api import from_primitive, reset_changes, to_primitive, what_changed
 from rollsafe.objects.base import VersionedObject
 from rollsafe.storage.base import (
@@ -69,10 +69,24 @@ class UnitOfWork:
     def __init__(self, store: Store, tx: Transaction) -> None:
         self._store = store
         self._tx = tx
+        # How to put each touched object back if the unit does not commit.
+        self._undo: list[tuple[VersionedObject, Any, set[str]]] = []
+
+    def _remember(self, obj: VersionedObject) -> None:
+        self._undo.append((obj, getattr(obj, "_rs_meta", None), what_changed(obj)))
+
+    def _roll_back_objects(self) -> None:
+        """The unit did not commit: objects get back their stored revision
+        and their changes, so writing them again writes what they hold."""
+        for obj, meta, changed in reversed(self._undo):
+            obj._rs_meta = meta
+            obj._rs_changed = changed | what_changed(obj)
+        self._undo.clear()
 
     def create(self, obj: T) -> T:
         """Store a new object (all its fields, at the storage version)."""
         coll = self._store.collection(type(obj))
+        self._remember(obj)
         # A create writes every field; resetting first also keeps change
         # lists out of the nested envelopes, so there is nothing to strip.
         reset_changes(obj, recursive=True)
@@ -106,6 +120,12 @@ class UnitOfWork:
         if coll.key in changed or (coll.project is not None and coll.project in changed):
             raise StorageError(f"{coll.object_name}.{coll.key} and its project field cannot "
                                "change once stored")
+        if _newer(stored_version, version):
+            raise StorageError(
+                f"{coll.object_name} {coll.key_of(data)} is stored at {stored_version}, newer "
+                f"than the storage version {version}: writing it would lose what "
+                f"{version} cannot hold; raise the storage version (the fleet pin) first")
+        self._remember(obj)
         full = version != stored_version
         if full:  # the record moves to another version: write it whole
             values = data
@@ -123,6 +143,7 @@ class UnitOfWork:
         coll = self._store.collection(type(obj))
         data = self._store._primitive(obj)[type(obj)._rs_info.registry.key_data]
         self._tx.delete(coll, coll.key_of(data), coll.project_of(data), revision_of(obj))
+        self._remember(obj)
         obj._rs_meta = None
 
     def query(self, cls: type[T], *, project: Any = None, where: dict[str, Any] | None = None,
@@ -134,7 +155,7 @@ class UnitOfWork:
         coll = self._store.collection(cls)
         query = self._store._query(coll, project, where, order_by, descending, limit)
         if cursor is not None:
-            query.after = decode_cursor(cursor)
+            query.after = self._store._position(coll, order_by, decode_cursor(cursor))
         records = self._tx.query(coll, query)
         items = [self._store._object(coll, r) for r in records]
         next_cursor = None
@@ -178,8 +199,15 @@ class Store:
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """Operations that commit together at the end of the block, or not
         at all if it raises."""
-        with self.backend.transaction() as tx:
-            yield UnitOfWork(self, tx)
+        uow = None
+        try:
+            with self.backend.transaction() as tx:
+                uow = UnitOfWork(self, tx)
+                yield uow
+        except BaseException:
+            if uow is not None:
+                uow._roll_back_objects()
+            raise
 
     def create(self, obj: T) -> T:
         """Store a new object; :class:`ConflictError` if the key exists."""
@@ -261,11 +289,46 @@ class Store:
             if name not in fields or not is_scalar(fields[name].ftype):
                 raise DefinitionError(f"{coll.object_name} cannot be queried by {name!r}: "
                                       "only scalar fields can be filtered or ordered by")
+        if order_by is not None and order_by not in coll.indexes:
+            raise DefinitionError(f"{coll.object_name} cannot be ordered by {order_by!r}: "
+                                  f"add it to Collection(indexes=[...]) so every backend "
+                                  "can page through it without scanning")
         if type(limit) is not int or not 1 <= limit <= 10_000:
             raise ValueError("limit must be an int from 1 to 10000")
-        prims = {name: fields[name].ftype.to_prim(value, name, None) if value is not None
-                 else None for name, value in (where or {}).items()}
+        prims = {}
+        for name, value in (where or {}).items():
+            ftype = fields[name].ftype
+            # Checked like an assignment: a wrong type is a ValidationError.
+            checked = None if value is None else ftype.validate(
+                value, f"{coll.object_name}.{name}")
+            prims[name] = None if checked is None else ftype.to_prim(checked, name, None)
         return Query(_prim(project), prims, order_by, descending, limit)
+
+    def _position(self, coll: Collection, order_by: str | None,
+                  position: tuple[Any, Any]) -> tuple[Any, Any]:
+        """A cursor's keyset position, checked against the field types (a
+        tampered cursor is a DecodeError, like any malformed input)."""
+        from rollsafe.objects.limits import DEFAULT_LIMITS
+
+        fields = coll.cls._rs_info.fields
+        value, key = position
+        if order_by is None:
+            if value is not None:
+                raise DecodeError("cursor", "malformed pagination cursor")
+        elif value is not None:
+            ftype = fields[order_by].ftype
+            value = ftype.to_prim(ftype.from_prim(value, "cursor", DEFAULT_LIMITS, 1),
+                                  "cursor", None)
+        ktype = fields[coll.key].ftype
+        key = ktype.to_prim(ktype.from_prim(key, "cursor", DEFAULT_LIMITS, 1), "cursor", None)
+        return value, key
+
+
+def _newer(a: str, b: str) -> bool:
+    """Whether version ``a`` is newer than ``b``."""
+    from rollsafe.objects.history import parse_version
+
+    return parse_version(a) > parse_version(b)
 
 
 def _drop_changes(value: Any, name_key: str, changes_key: str, data_key: str) -> None:
