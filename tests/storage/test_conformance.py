@@ -727,11 +727,11 @@ class _CountingTransaction:
 def count_fetches(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make ``store`` record the size of each batch it fetches."""
     sizes: list[int] = []
-    original: Callable[[], AbstractContextManager[Transaction]] = store.backend.transaction
+    original: Callable[..., AbstractContextManager[Transaction]] = store.backend.transaction
 
     @contextmanager
-    def counting() -> Iterator[Any]:
-        with original() as tx:
+    def counting(**options: Any) -> Iterator[Any]:
+        with original(**options) as tx:
             yield _CountingTransaction(tx, sizes)
 
     monkeypatch.setattr(store.backend, "transaction", counting)
@@ -760,3 +760,12 @@ def test_stream_yields_every_matching_record_in_order_in_batches(
     everything = list(store.stream(App, project="p1", order_by=order_by, batch=7))
     assert ids(everything) == in_order(apps, order_by)
     assert sizes == [7] * 8 + [0]
+
+
+def test_a_readonly_unit_of_work_refuses_writes_and_changes_nothing(store: Store) -> None:
+    app = store.create(new_app(name="kept"))
+    with pytest.raises(StorageError, match="readonly"), store.unit_of_work(readonly=True) as uow:
+        loaded = uow.get(App, app.id)
+        loaded.name = "changed"
+        uow.update(loaded)
+    assert store.get(App, app.id).name == "kept"

@@ -9,7 +9,7 @@ operations run atomically on every backend. Backends are chosen by URL
 
 from rollsafe.storage.base import Backend, Page, Record, Transaction
 from rollsafe.storage.collection import Collection
-from rollsafe.storage.store import Store, UnitOfWork, open_backend
+from rollsafe.storage.store import Store, UnitOfWork, open_backend, revision_of
 
 __all__ = [
     "Backend",
@@ -20,4 +20,5 @@ __all__ = [
     "Transaction",
     "UnitOfWork",
     "open_backend",
+    "revision_of",
 ]

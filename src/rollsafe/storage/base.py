@@ -127,10 +127,11 @@ class Backend(ABC):
         indexes). Idempotent."""
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Transaction]:
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Transaction]:
         """A unit of work: committed at the end of the ``with`` block,
         discarded if it raises. Connection failures raise
-        :class:`RetryableStorageError`."""
+        :class:`RetryableStorageError`. ``readonly`` promises no writes, so
+        a backend may avoid taking write locks."""
 
     @abstractmethod
     def close(self) -> None:

@@ -381,7 +381,7 @@ class RedisBackend(Backend):
                         self.client.unlink(*batch)
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
         with self._guard():
             tx = _RedisTransaction(self)
             try:

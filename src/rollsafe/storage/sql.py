@@ -292,9 +292,12 @@ class SqlBackend(Backend):
             self.metadata.drop_all(self.engine, tables=tables)
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        with self._guard(), self.engine.begin() as conn:
-            yield _SqlTransaction(self, conn)
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
+        with self._guard(), self.engine.connect() as conn:
+            if readonly:
+                conn = conn.execution_options(rollsafe_readonly=True)
+            with conn.begin():
+                yield _SqlTransaction(self, conn)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -487,8 +490,10 @@ def _make_engine(url: str, echo: bool) -> Engine:
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             # Take the write lock up front: two deferred transactions that
-            # both read then write would otherwise fail with "locked".
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # both read then write would otherwise fail with "locked". Reads
+            # (readonly units) begin deferred and never wait for writers.
+            readonly = conn.get_execution_options().get("rollsafe_readonly")
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=True)

@@ -66,9 +66,10 @@ def revision_of(obj: VersionedObject) -> int:
 class UnitOfWork:
     """Operations that commit together or not at all (``Store.unit_of_work``)."""
 
-    def __init__(self, store: Store, tx: Transaction) -> None:
+    def __init__(self, store: Store, tx: Transaction, readonly: bool = False) -> None:
         self._store = store
         self._tx = tx
+        self._readonly = readonly
         # How to put each touched object back if the unit does not commit.
         self._undo: list[tuple[VersionedObject, Any, set[str]]] = []
 
@@ -83,8 +84,14 @@ class UnitOfWork:
             obj._rs_changed = changed | what_changed(obj)
         self._undo.clear()
 
+    def _writable(self) -> None:
+        if self._readonly:
+            raise StorageError("this unit of work was opened readonly; open it without "
+                               "readonly=True to write")
+
     def create(self, obj: T) -> T:
         """Store a new object (all its fields, at the storage version)."""
+        self._writable()
         coll = self._store.collection(type(obj))
         self._remember(obj)
         # A create writes every field; resetting first also keeps change
@@ -108,6 +115,7 @@ class UnitOfWork:
     def update(self, obj: T) -> T:
         """Write the fields changed since ``obj`` was read; refuse with
         :class:`ConflictError` if the stored object changed meanwhile."""
+        self._writable()
         coll = self._store.collection(type(obj))
         revision = revision_of(obj)
         stored_version = obj._rs_meta[1]
@@ -140,6 +148,7 @@ class UnitOfWork:
 
     def delete(self, obj: VersionedObject) -> None:
         """Remove a stored object (refused if it changed since it was read)."""
+        self._writable()
         coll = self._store.collection(type(obj))
         data = self._store._primitive(obj)[type(obj)._rs_info.registry.key_data]
         self._tx.delete(coll, coll.key_of(data), coll.project_of(data), revision_of(obj))
@@ -191,18 +200,23 @@ class Store:
         except KeyError:
             raise DefinitionError(f"{cls.__name__} has no Collection in this store") from None
 
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self.backend.close()
+
     def ensure_schema(self) -> None:
         """Create the tables / indexes the collections need, if missing."""
         self.backend.ensure_schema(self.collections)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, *, readonly: bool = False) -> Iterator[UnitOfWork]:
         """Operations that commit together at the end of the block, or not
-        at all if it raises."""
+        at all if it raises. ``readonly`` units only read (and so never wait
+        for writers on SQLite)."""
         uow = None
         try:
-            with self.backend.transaction() as tx:
-                uow = UnitOfWork(self, tx)
+            with self.backend.transaction(readonly=readonly) as tx:
+                uow = UnitOfWork(self, tx, readonly)
                 yield uow
         except BaseException:
             if uow is not None:
@@ -216,7 +230,7 @@ class Store:
 
     def get(self, cls: type[T], key: Any, *, project: Any = None) -> T:
         """The stored object with ``key`` (see :meth:`UnitOfWork.get`)."""
-        with self.unit_of_work() as uow:
+        with self.unit_of_work(readonly=True) as uow:
             return uow.get(cls, key, project=project)
 
     def update(self, obj: T) -> T:
@@ -231,7 +245,7 @@ class Store:
 
     def query(self, cls: type[T], **options: Any) -> Page[T]:
         """One page of objects (see :meth:`UnitOfWork.query`)."""
-        with self.unit_of_work() as uow:
+        with self.unit_of_work(readonly=True) as uow:
             return uow.query(cls, **options)
 
     def stream(self, cls: type[T], *, project: Any = None, where: dict[str, Any] | None = None,
@@ -243,7 +257,7 @@ class Store:
         query = self._query(coll, project, where, order_by, False, batch)
 
         def fetch(q: Query) -> list[Record]:
-            with self.backend.transaction() as tx:
+            with self.backend.transaction(readonly=True) as tx:
                 return tx.query(coll, q)
 
         for record in iterate_pages(fetch, query):
