@@ -19,7 +19,7 @@ import pytest
 
 from rollsafe import DecodeError, ValidationError, to_primitive, what_changed
 from rollsafe.errors import ConflictError, DefinitionError, NotFoundError, StorageError
-from rollsafe.storage import Record, Store, Transaction
+from rollsafe.storage import Record, Store, Transaction, UnitOfWork
 from rollsafe.storage.base import encode_cursor
 from rollsafe.storage.store import revision_of
 
@@ -769,3 +769,44 @@ def test_a_readonly_unit_of_work_refuses_writes_and_changes_nothing(store: Store
         loaded.name = "changed"
         uow.update(loaded)
     assert store.get(App, app.id).name == "kept"
+
+
+def test_run_retries_a_flow_that_lost_a_race_and_applies_it_once(store: Store) -> None:
+    app = store.create(new_app(counter=0))
+    stale = store.get(App, app.id)
+    rival = store.get(App, app.id)
+    rival.counter += 10
+    store.update(rival)  # the record moved on since ``stale`` was read
+    attempts = []
+
+    def bump(uow: UnitOfWork) -> int:
+        # The first attempt writes the stale copy (a lost race); a retry
+        # loads the record inside its own unit, as a flow should.
+        loaded = stale if not attempts else uow.get(App, app.id)
+        attempts.append(1)
+        loaded.counter += 1
+        uow.update(loaded)
+        return loaded.counter
+
+    assert store.run(bump) == 11
+    assert len(attempts) == 2
+    assert store.get(App, app.id).counter == 11
+
+
+def test_run_gives_up_after_its_attempts_and_raises_the_conflict(store: Store) -> None:
+    app = store.create(new_app(counter=0))
+    stale = store.get(App, app.id)
+    rival = store.get(App, app.id)
+    rival.counter = 5
+    store.update(rival)
+    tries = []
+
+    def always_stale(uow: UnitOfWork) -> None:
+        tries.append(1)
+        stale.counter = -1
+        uow.update(stale)
+
+    with pytest.raises(ConflictError):
+        store.run(always_stale, attempts=2)
+    assert len(tries) == 2
+    assert store.get(App, app.id).counter == 5

@@ -14,11 +14,18 @@ update names the revision it read: a stale one is refused with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from rollsafe.errors import DecodeError, DefinitionError, NotFoundError, StorageError
+from rollsafe.errors import (
+    ConflictError,
+    DecodeError,
+    DefinitionError,
+    NotFoundError,
+    RetryableStorageError,
+    StorageError,
+)
 from rollsafe.objects.api import from_primitive, reset_changes, to_primitive, what_changed
 from rollsafe.objects.base import VersionedObject
 from rollsafe.storage.base import (
@@ -36,6 +43,7 @@ from rollsafe.storage.collection import Collection
 __all__ = ["Store", "UnitOfWork", "open_backend", "revision_of"]
 
 T = TypeVar("T", bound=VersionedObject)
+R = TypeVar("R")
 
 
 def open_backend(url: str, **options: Any) -> Backend:
@@ -222,6 +230,25 @@ class Store:
             if uow is not None:
                 uow._roll_back_objects()
             raise
+
+    def run(self, flow: Callable[[UnitOfWork], R], *, attempts: int = 3) -> R:
+        """Run ``flow(uow)`` in a unit of work, and again in a fresh one when
+        it loses a race (:class:`ConflictError`) or the store was briefly
+        unreachable (:class:`RetryableStorageError`), up to ``attempts``
+        times. The flow must load what it changes inside the unit (so a
+        retry sees the new state); the last error is raised if every attempt
+        fails. Each attempt is all-or-nothing."""
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.unit_of_work() as uow:
+                    result: R = flow(uow)
+                return result
+            except (ConflictError, RetryableStorageError):
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def create(self, obj: T) -> T:
         """Store a new object; :class:`ConflictError` if the key exists."""
