@@ -58,8 +58,8 @@ filters and indexes follow renames back through the class history, so a
 field is found under the name its record's version gives it. A field the
 record's version lacks, or holds with another storage kind
 (``Retyped``), counts as None until the record is rewritten at a newer
-version. A background rewriter moving old records to the current version
-is left for later.
+version. Old records move to the storage version in the background with
+:func:`rollsafe.storage.rewrite.rewrite` (on every backend).
 
 Connection errors (including a restart: pooled connections reconnect) are
 retried ``max_retries`` times with a short back-off, then raise
