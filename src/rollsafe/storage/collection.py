@@ -105,10 +105,21 @@ class Collection:
         return f"Collection({self.object_name}, name={self.name!r})"
 
 
-def is_scalar(ftype: FieldType) -> bool:
-    """Whether a field holds one plain value (not a collection or object)."""
+def scalar_kind(ftype: FieldType) -> str | None:
+    """What one plain value a field holds: ``"str"``, ``"enum"``, ``"int"``,
+    ``"float"``, ``"bool"``, ``"uuid"`` or ``"datetime"`` (nullable or not);
+    None for collections and objects. Backends map it to their own types."""
     from rollsafe.objects.types import BoolType, DateTimeType, FloatType
 
     inner = ftype.inner if isinstance(ftype, NullableType) else ftype
-    return isinstance(inner, StrType | IntType | FloatType | BoolType | UUIDType |
-                      DateTimeType | EnumType)
+    for cls, kind in ((EnumType, "enum"), (StrType, "str"), (BoolType, "bool"),
+                      (IntType, "int"), (FloatType, "float"), (UUIDType, "uuid"),
+                      (DateTimeType, "datetime")):
+        if isinstance(inner, cls):
+            return kind
+    return None
+
+
+def is_scalar(ftype: FieldType) -> bool:
+    """Whether a field holds one plain value (not a collection or object)."""
+    return scalar_kind(ftype) is not None

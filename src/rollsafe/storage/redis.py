@@ -103,18 +103,11 @@ from rollsafe.errors import (
 )
 from rollsafe.objects.history import parse_version
 from rollsafe.objects.types import (
-    BoolType,
-    DateTimeType,
-    EnumType,
     FieldType,
-    FloatType,
     IntType,
-    NullableType,
-    StrType,
-    UUIDType,
 )
 from rollsafe.storage.base import Backend, Query, Record, Transaction
-from rollsafe.storage.collection import Collection
+from rollsafe.storage.collection import Collection, scalar_kind
 
 __all__ = ["RedisBackend"]
 
@@ -134,14 +127,8 @@ _NOT_RETRYABLE = (AuthenticationError, AuthorizationError)
 def _kind(ftype: FieldType) -> str:
     """How a field's primitive sorts: str, int, float, bool, datetime, or
     other (not filterable)."""
-    inner = ftype.inner if isinstance(ftype, NullableType) else ftype
-    if isinstance(inner, StrType | EnumType | UUIDType):
-        return "str"
-    for cls, kind in ((BoolType, "bool"), (IntType, "int"), (FloatType, "float"),
-                      (DateTimeType, "datetime")):
-        if isinstance(inner, cls):
-            return kind
-    return "other"
+    kind = scalar_kind(ftype)
+    return "other" if kind is None else "str" if kind in ("str", "enum", "uuid") else kind
 
 
 def _escape(text: str) -> str:

@@ -42,18 +42,10 @@ from rollsafe.errors import (
     StorageError,
 )
 from rollsafe.objects.types import (
-    BoolType,
-    DateTimeType,
-    EnumType,
     FieldType,
-    FloatType,
-    IntType,
-    NullableType,
-    StrType,
-    UUIDType,
 )
 from rollsafe.storage.base import Backend, Query, Record, Transaction
-from rollsafe.storage.collection import Collection
+from rollsafe.storage.collection import Collection, scalar_kind
 
 __all__ = ["SqlBackend"]
 
@@ -84,14 +76,10 @@ _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 def _kind(ftype: FieldType) -> str:
-    inner = ftype.inner if isinstance(ftype, NullableType) else ftype
-    if isinstance(inner, StrType | EnumType):
-        return "text"
-    for cls, kind in ((IntType, "int"), (FloatType, "float"), (BoolType, "bool"),
-                      (UUIDType, "uuid"), (DateTimeType, "datetime")):
-        if isinstance(inner, cls):
-            return kind
-    return "json"
+    """The column kind of a field: its scalar kind, text for strings and
+    enums, json for collections and objects."""
+    kind = scalar_kind(ftype)
+    return "json" if kind is None else "text" if kind in ("str", "enum") else kind
 
 
 _SQL_TYPES: dict[str, Any] = {
