@@ -1,0 +1,26 @@
+"""Remote calls between services of different releases.
+
+A :class:`Transport` carries plain messages (call and cast); the
+:class:`ObjectSerializer` turns objects in arguments and results into
+envelopes at the versions the receiver reads, and asks a newer peer for a
+backport when it receives a version it does not know; a :class:`Conductor`
+runs remote methods for services without store access, which reach it
+through :class:`RemoteIndirection`. The in-process transport is the embedded
+default; :mod:`rollsafe.rpc.messaging` carries the same messages over
+oslo.messaging (RabbitMQ) and is imported only when used.
+"""
+
+from rollsafe.rpc.conductor import Conductor, RemoteIndirection
+from rollsafe.rpc.inprocess import InProcessTransport
+from rollsafe.rpc.serializer import ObjectSerializer
+from rollsafe.rpc.transport import RemoteError, RpcTimeoutError, Transport
+
+__all__ = [
+    "Conductor",
+    "InProcessTransport",
+    "ObjectSerializer",
+    "RemoteError",
+    "RemoteIndirection",
+    "RpcTimeoutError",
+    "Transport",
+]

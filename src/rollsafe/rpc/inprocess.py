@@ -1,0 +1,107 @@
+"""The in-process transport: the embedded default, no server to run.
+
+Every message is encoded to JSON bytes and decoded again on the other side,
+as it would be on a real wire, so no object reference is ever shared
+between "services". Each topic's handler runs on its own worker threads;
+``call`` waits for the reply up to its timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import orjson
+
+from rollsafe.rpc.transport import (
+    Handler,
+    RpcError,
+    RpcTimeoutError,
+    Server,
+    Transport,
+    error_reply,
+    unwrap_reply,
+)
+
+__all__ = ["InProcessTransport"]
+
+
+def _wire(message: Any) -> Any:
+    """A deep, independent copy, through the bytes a real wire would carry."""
+    try:
+        return orjson.loads(orjson.dumps(message))
+    except TypeError as exc:
+        raise RpcError(f"message is not plain data: {exc}") from None
+
+
+class _Topic(Server):
+    def __init__(self, transport: InProcessTransport, topic: str, handler: Handler,
+                 workers: int) -> None:
+        self.transport = transport
+        self.topic = topic
+        self.handler = handler
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{topic}")
+        self.stopped = False
+
+    def submit(self, message: Any) -> Future[Any]:
+        if self.stopped:
+            raise RpcError(f"nothing serves topic {self.topic!r}")
+        return self.pool.submit(self._handle, message)
+
+    def _handle(self, message: Any) -> Any:
+        try:
+            return {"rpc_result": _wire(self.handler(message))}
+        except Exception as exc:  # every failure goes back to the caller
+            return error_reply(exc)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.transport._drop(self)
+        self.pool.shutdown(wait=True)  # finish what is in flight
+
+
+class InProcessTransport(Transport):
+    """Topics served by handlers in this process (``workers`` threads each)."""
+
+    def __init__(self, *, workers: int = 4) -> None:
+        self.workers = workers
+        self._topics: dict[str, _Topic] = {}
+        self._lock = threading.Lock()
+
+    def serve(self, topic: str, handler: Handler) -> Server:
+        with self._lock:
+            if topic in self._topics:
+                raise RpcError(f"topic {topic!r} is already served in this process")
+            server = self._topics[topic] = _Topic(self, topic, handler, self.workers)
+        return server
+
+    def _drop(self, server: _Topic) -> None:
+        with self._lock:
+            if self._topics.get(server.topic) is server:
+                del self._topics[server.topic]
+
+    def _topic(self, topic: str) -> _Topic:
+        with self._lock:
+            found = self._topics.get(topic)
+        if found is None:
+            raise RpcTimeoutError(f"nothing serves topic {topic!r}")
+        return found
+
+    def call(self, topic: str, message: dict[str, Any], *, timeout: float) -> Any:
+        future = self._topic(topic).submit(_wire(message))
+        try:
+            reply = future.result(timeout=timeout)
+        except FutureTimeout:
+            raise RpcTimeoutError(f"no reply from {topic!r} within {timeout} s") from None
+        return unwrap_reply(reply)
+
+    def cast(self, topic: str, message: dict[str, Any]) -> None:
+        self._topic(topic).submit(_wire(message))
+
+    def close(self) -> None:
+        with self._lock:
+            servers = list(self._topics.values())
+        for server in servers:
+            server.stop()
