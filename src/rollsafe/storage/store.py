@@ -14,6 +14,7 @@ update names the revision it read: a stale one is refused with
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -394,8 +395,6 @@ def _drop_changes(value: Any, name_key: str, changes_key: str, data_key: str) ->
 
 def _prim(value: Any) -> Any:
     """A key or project value as stored (UUIDs as canonical strings)."""
-    import uuid
-
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
