@@ -460,7 +460,22 @@ def _is_classvar(ann: Any) -> bool:
     return typing.get_origin(ann) is ClassVar
 
 
-class VersionedObject(metaclass=_ObjectMeta):
+class _ObjectState:
+    """The per-instance state every object carries besides its fields. It
+    lives in a plain base class so that type checkers, which read the
+    annotations of ``VersionedObject`` as constructor fields (it is a
+    ``dataclass_transform`` class), never see these as fields."""
+
+    # _rs_meta belongs to the layers above (storage keeps the revision and
+    # stored version there); the core never reads it.
+    __slots__ = ("__weakref__", "_rs_baseline", "_rs_changed", "_rs_meta")
+
+    _rs_changed: set[str]
+    _rs_baseline: tuple[Any, ...] | None
+    _rs_meta: Any
+
+
+class VersionedObject(_ObjectState, metaclass=_ObjectMeta):
     """Base class of versioned objects.
 
     Subclass it with the registry the class belongs to, declare fields as
@@ -475,16 +490,11 @@ class VersionedObject(metaclass=_ObjectMeta):
     applies defaults. Assignment validates too. All fields are always set.
     """
 
-    # _rs_meta belongs to the layers above (storage keeps the revision and
-    # stored version there); the core never reads it.
-    __slots__ = ("__weakref__", "_rs_baseline", "_rs_changed", "_rs_meta")
+    __slots__ = ()
 
     VERSIONS: ClassVar[History]
     _rs_info: ClassVar[ClassInfo]
     _rs_registry: ClassVar[Registry | None] = None
-    _rs_changed: set[str]
-    _rs_baseline: tuple[Any, ...] | None
-    _rs_meta: Any
 
     def __init__(self, **values: Any) -> None:
         # Replaced by the generated __init__ on first use (see codegen).

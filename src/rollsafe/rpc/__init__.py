@@ -11,16 +11,21 @@ oslo.messaging (RabbitMQ) and is imported only when used.
 """
 
 from rollsafe.rpc.conductor import Conductor, RemoteIndirection
+from rollsafe.rpc.fleet import SERVICES, Fleet, ServiceRecord, ServiceTooOldError
 from rollsafe.rpc.inprocess import InProcessTransport
 from rollsafe.rpc.serializer import ObjectSerializer
 from rollsafe.rpc.transport import RemoteError, RpcTimeoutError, Transport
 
 __all__ = [
+    "SERVICES",
     "Conductor",
+    "Fleet",
     "InProcessTransport",
     "ObjectSerializer",
     "RemoteError",
     "RemoteIndirection",
     "RpcTimeoutError",
+    "ServiceRecord",
+    "ServiceTooOldError",
     "Transport",
 ]
