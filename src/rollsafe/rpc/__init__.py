@@ -13,6 +13,7 @@ oslo.messaging (RabbitMQ) and is imported only when used.
 from rollsafe.rpc.conductor import Conductor, RemoteIndirection
 from rollsafe.rpc.fleet import SERVICES, Fleet, ServiceRecord, ServiceTooOldError
 from rollsafe.rpc.inprocess import InProcessTransport
+from rollsafe.rpc.releases import ReleaseHistory
 from rollsafe.rpc.serializer import ObjectSerializer
 from rollsafe.rpc.transport import RemoteError, RpcTimeoutError, Transport
 
@@ -22,6 +23,7 @@ __all__ = [
     "Fleet",
     "InProcessTransport",
     "ObjectSerializer",
+    "ReleaseHistory",
     "RemoteError",
     "RemoteIndirection",
     "RpcTimeoutError",

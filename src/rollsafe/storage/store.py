@@ -49,8 +49,13 @@ R = TypeVar("R")
 
 def open_backend(url: str, **options: Any) -> Backend:
     """The backend a URL names: ``sqlite:///path`` (or ``sqlite://`` in
-    memory), ``postgresql://...``, ``redis://...``. Drivers load here."""
+    memory), ``postgresql://...``, ``redis://...``, or ``none://`` for a
+    service that must not reach the store. Drivers load here."""
     scheme = url.split(":", 1)[0].lower()
+    if scheme == "none":
+        from rollsafe.storage.nostore import NoStoreBackend
+
+        return NoStoreBackend(**options)
     if scheme.startswith(("sqlite", "postgresql", "postgres")):
         from rollsafe.storage.sql import SqlBackend
 
