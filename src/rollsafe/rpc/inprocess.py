@@ -13,8 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-import orjson
-
 from rollsafe.rpc.transport import (
     Handler,
     RpcError,
@@ -22,18 +20,11 @@ from rollsafe.rpc.transport import (
     Server,
     Transport,
     error_reply,
+    plain_copy,
     unwrap_reply,
 )
 
 __all__ = ["InProcessTransport"]
-
-
-def _wire(message: Any) -> Any:
-    """A deep, independent copy, through the bytes a real wire would carry."""
-    try:
-        return orjson.loads(orjson.dumps(message))
-    except TypeError as exc:
-        raise RpcError(f"message is not plain data: {exc}") from None
 
 
 class _Topic(Server):
@@ -52,7 +43,7 @@ class _Topic(Server):
 
     def _handle(self, message: Any) -> Any:
         try:
-            return {"rpc_result": _wire(self.handler(message))}
+            return {"rpc_result": plain_copy(self.handler(message))}
         except Exception as exc:  # every failure goes back to the caller
             return error_reply(exc)
 
@@ -90,7 +81,7 @@ class InProcessTransport(Transport):
         return found
 
     def call(self, topic: str, message: dict[str, Any], *, timeout: float) -> Any:
-        future = self._topic(topic).submit(_wire(message))
+        future = self._topic(topic).submit(plain_copy(message))
         try:
             reply = future.result(timeout=timeout)
         except FutureTimeout:
@@ -98,7 +89,7 @@ class InProcessTransport(Transport):
         return unwrap_reply(reply)
 
     def cast(self, topic: str, message: dict[str, Any]) -> None:
-        self._topic(topic).submit(_wire(message))
+        self._topic(topic).submit(plain_copy(message))
 
     def close(self) -> None:
         with self._lock:

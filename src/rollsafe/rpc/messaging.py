@@ -60,7 +60,6 @@ import uuid
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-import orjson
 import oslo_messaging  # type: ignore[import-untyped]
 from oslo_config import cfg
 
@@ -72,6 +71,7 @@ from rollsafe.rpc.transport import (
     Server,
     Transport,
     error_reply,
+    plain_copy,
     unwrap_reply,
 )
 
@@ -101,14 +101,6 @@ _ENDPOINT_METHOD = "handle"
 _WAKE_UP = "rollsafe_wake_up"
 
 _EXECUTORS = ("threading", "eventlet")
-
-
-def _plain(message: Any) -> Any:
-    """``message`` as it would come out of JSON: plain data, or RpcError."""
-    try:
-        return orjson.loads(orjson.dumps(message))
-    except TypeError as exc:
-        raise RpcError(f"message is not plain data: {exc}") from None
 
 
 def _redacted(url: str) -> str:
@@ -148,7 +140,7 @@ class _Endpoint:
         if isinstance(ctxt, dict) and ctxt.get(_WAKE_UP):
             return None  # the server is stopping: see _MessagingServer.stop
         try:
-            return {"rpc_result": _plain(self._handler(message))}
+            return {"rpc_result": plain_copy(self._handler(message))}
         except Exception as exc:  # every failure goes back to the caller
             return error_reply(exc)
 
@@ -245,7 +237,7 @@ class OsloMessagingTransport(Transport):
 
     def call(self, topic: str, message: dict[str, Any], *, timeout: float) -> Any:
         self._check_open()
-        payload = _plain(message)
+        payload = plain_copy(message)
         deadline = time.monotonic() + timeout
         self._await_reply_queue(deadline, timeout)
         left = max(deadline - time.monotonic(), 0.001)
@@ -262,7 +254,7 @@ class OsloMessagingTransport(Transport):
 
     def cast(self, topic: str, message: dict[str, Any]) -> None:
         self._check_open()
-        payload = _plain(message)
+        payload = plain_copy(message)
         try:
             self._client.prepare(topic=topic).cast({}, _ENDPOINT_METHOD, message=payload)
         except Exception as exc:

@@ -17,7 +17,8 @@ from typing import Any
 
 from rollsafe.errors import RollsafeError
 
-__all__ = ["Handler", "RemoteError", "RpcError", "RpcTimeoutError", "Server", "Transport"]
+__all__ = ["Handler", "RemoteError", "RpcError", "RpcTimeoutError", "Server", "Transport",
+           "error_reply", "plain_copy", "unwrap_reply"]
 
 #: A topic's handler: request message -> reply message.
 Handler = Callable[[dict[str, Any]], Any]
@@ -72,6 +73,17 @@ class Transport(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop every server and release resources."""
+
+
+def plain_copy(message: Any) -> Any:
+    """``message`` as it comes out of JSON bytes: an independent copy of
+    plain data, or :class:`RpcError` if it holds anything else."""
+    import orjson
+
+    try:
+        return orjson.loads(orjson.dumps(message))
+    except TypeError as exc:
+        raise RpcError(f"message is not plain data: {exc}") from None
 
 
 def error_reply(exc: BaseException) -> dict[str, Any]:
