@@ -28,15 +28,13 @@ from typing import Any
 import pytest
 import redis
 
-from rollsafe.errors import NotFoundError
 from rollsafe.storage import Store
 from rollsafe.storage.redis import RedisBackend
 from rollsafe.storage.rewrite import count_outdated, rewrite
-from rollsafe.storage.store import revision_of
 
 from .conftest import url_of
-from .domain import APP_CURRENT, APP_OLDEST, App, Build, new_app
-from .test_sql_faults import python, read_line, reap
+from .domain import APP_CURRENT, APP_OLDEST, App, new_app
+from .test_sql_faults import assert_killed_unit_left_nothing, python, read_line, reap
 
 OpenStore = Callable[..., Store]
 
@@ -128,14 +126,7 @@ def test_a_writer_killed_inside_a_unit_of_work_leaves_nothing_written(
         reap(proc)
 
     assert dump(raw, prefix) == before  # not a key more, not a field changed
-    for key in doomed:
-        with pytest.raises(NotFoundError):
-            store.get(App, key)
-    with pytest.raises(NotFoundError):
-        store.get(Build, 99)
-    stored = store.get(App, existing.id)
-    assert stored.counter == 1 and revision_of(stored) == 1
-    assert [a.id for a in store.query(App).items] == [existing.id]
+    assert_killed_unit_left_nothing(store, doomed, existing.id)
     # and the store still works: the killed unit's WATCH went with its connection
     with store.unit_of_work() as uow:
         again = uow.get(App, existing.id)

@@ -117,6 +117,21 @@ with store.unit_of_work() as uow:
 """
 
 
+def assert_killed_unit_left_nothing(store: Store, doomed: list[uuid.UUID],
+                                    existing: uuid.UUID) -> App:
+    """After KILLED_WRITER died: none of its creates exist, the record it
+    updated is unchanged (counter 1, revision 1) and alone; returns it."""
+    for key in doomed:
+        with pytest.raises(NotFoundError):
+            store.get(App, key)
+    with pytest.raises(NotFoundError):
+        store.get(Build, 99)
+    stored = store.get(App, existing)
+    assert stored.counter == 1 and revision_of(stored) == 1
+    assert [a.id for a in store.query(App).items] == [existing]
+    return stored
+
+
 def test_a_writer_killed_inside_a_unit_of_work_leaves_nothing_written(
         store: Store, backend_url: str) -> None:
     existing = store.create(new_app(name="existing", counter=1))
@@ -130,14 +145,7 @@ def test_a_writer_killed_inside_a_unit_of_work_leaves_nothing_written(
     finally:
         reap(proc)
 
-    for key in doomed:
-        with pytest.raises(NotFoundError):
-            store.get(App, key)
-    with pytest.raises(NotFoundError):
-        store.get(Build, 99)
-    stored = store.get(App, existing.id)
-    assert stored.counter == 1 and revision_of(stored) == 1
-    assert [a.id for a in store.query(App).items] == [existing.id]
+    stored = assert_killed_unit_left_nothing(store, doomed, existing.id)
     # and the store still works: the killed writer's locks are gone
     stored.counter = 2
     store.update(stored)
