@@ -13,7 +13,7 @@ import datetime as _dt
 import linecache
 import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rollsafe.errors import (
@@ -288,29 +288,33 @@ def _setter_source(cname: str, fields: dict[str, Field]) -> list[str]:
     return lines
 
 
-def _encode_source(fields: dict[str, Field]) -> list[str]:
-    lines = ["def _rs_encode(self, path, nested):", "    return {"]
-    for name, fld in fields.items():
-        var = f"self._v_{name}"
-        expr = fld.ftype.to_prim_src(var)
+def _data_items(schema: dict[str, Field], var: Callable[[str], str],
+                type_prefix: str) -> list[str]:
+    """Source of ``'name': <primitive of var(name)>`` for each field: the
+    common types inline, the rest through the field type's ``to_prim``."""
+    items = []
+    for name, fld in schema.items():
+        value = var(name)
+        expr = fld.ftype.to_prim_src(value)
         if expr is None:
-            expr = f"_t_{name}.to_prim({var}, path + {'.' + name!r}, nested)"
-        lines.append(f"        {name!r}: {expr},")
-    lines.append("    }")
-    lines.append("def _rs_values(self):")
-    lines.append("    return {" + ", ".join(f"{n!r}: self._v_{n}" for n in fields) + "}")
-    return lines
+            expr = f"{type_prefix}{name}.to_prim({value}, path + {'.' + name!r}, nested)"
+        items.append(f"{name!r}: {expr}")
+    return items
+
+
+def _encode_source(fields: dict[str, Field]) -> list[str]:
+    items = _data_items(fields, lambda name: f"self._v_{name}", "_t_")
+    return [
+        "def _rs_encode(self, path, nested):",
+        "    return {" + ", ".join(items) + "}",
+        "def _rs_values(self):",
+        "    return {" + ", ".join(f"{n!r}: self._v_{n}" for n in fields) + "}",
+    ]
 
 
 def _version_encoder_source(fname: str, prefix: str, schema: dict[str, Field]) -> list[str]:
     """An encoder of an older version's data from a values dict."""
-    items = []
-    for name, fld in schema.items():
-        var = f"values[{name!r}]"
-        expr = fld.ftype.to_prim_src(var)
-        if expr is None:
-            expr = f"{prefix}{name}.to_prim({var}, path + {'.' + name!r}, nested)"
-        items.append(f"{name!r}: {expr}")
+    items = _data_items(schema, lambda name: f"values[{name!r}]", prefix)
     return [f"def {fname}(values, path, nested):", "    return {" + ", ".join(items) + "}"]
 
 
