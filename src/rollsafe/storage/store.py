@@ -87,8 +87,10 @@ class UnitOfWork:
         # How to put each touched object back if the unit does not commit.
         self._undo: list[tuple[VersionedObject, Any, set[str]]] = []
 
-    def _remember(self, obj: VersionedObject) -> None:
-        self._undo.append((obj, getattr(obj, "_rs_meta", None), what_changed(obj)))
+    def _remember(self, obj: VersionedObject, changed: set[str] | None = None) -> None:
+        if changed is None:
+            changed = what_changed(obj)
+        self._undo.append((obj, getattr(obj, "_rs_meta", None), set(changed)))
 
     def _roll_back_objects(self) -> None:
         """The unit did not commit: objects get back their stored revision
@@ -147,7 +149,7 @@ class UnitOfWork:
                 f"{coll.object_name} {coll.key_of(data)} is stored at {stored_version}, newer "
                 f"than the storage version {version}: writing it would lose what "
                 f"{version} cannot hold; raise the storage version (the fleet pin) first")
-        self._remember(obj)
+        self._remember(obj, changed)
         full = version != stored_version
         if full:  # the record moves to another version: write it whole
             values = data
