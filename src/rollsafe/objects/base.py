@@ -66,6 +66,8 @@ class ClassInfo:
         self._targets: dict[str, Version] = {}
         self.encoders: dict[tuple[int, int], Callable[..., dict[str, Any]]] = {}
         self.all_fields: frozenset[str] = frozenset()
+        # This class and every class nested in it at any depth (lazily).
+        self._tree: tuple[ClassInfo, ...] | None = None
         # Set by codegen: the precise data decoder and the fast envelope decoder.
         self.decode_data: Callable[..., VersionedObject]
         self.decode_fast: Callable[..., VersionedObject]
@@ -185,6 +187,8 @@ class ClassInfo:
         """The envelope of ``obj`` at ``version`` / per ``manifest``."""
         reg = self.registry
         target = self.target(version, manifest)
+        if manifest is not None and target is self.current and self._all_current(manifest):
+            manifest = None  # nothing in the tree goes older: take the fast path
         if target is self.current and manifest is None:
             try:
                 return obj._rs_envelope()
@@ -208,6 +212,18 @@ class ClassInfo:
         if changes:
             envelope[reg.key_changes] = sorted(changes)
         return envelope
+
+    def _all_current(self, manifest: dict[str, str]) -> bool:
+        """Whether ``manifest`` asks every class of this tree for its
+        current version (or does not name it)."""
+        tree = self._tree
+        if tree is None:
+            tree = self._tree = _reachable(self)
+        for info in tree:
+            version = manifest.get(info.name)
+            if version is not None and info.target(version, None) is not info.current:
+                return False
+        return True
 
     def _downgrade(self, obj: VersionedObject, target: Version, nested: EncodeTarget,
                    path: str) -> tuple[dict[str, Any], set[str]]:
@@ -368,6 +384,20 @@ def _copy_object(obj: VersionedObject, memo: dict[int, Any] | None) -> Versioned
         new._rs_changed = obj._rs_what_changed() if changed is not \
             cls._rs_info.all_fields else changed
     return new
+
+
+def _reachable(info: ClassInfo) -> tuple[ClassInfo, ...]:
+    """``info`` and the info of every class its fields nest, at any depth."""
+    seen: dict[str, ClassInfo] = {}
+    todo = [info]
+    while todo:
+        current = todo.pop()
+        if current.name in seen:
+            continue
+        seen[current.name] = current
+        for fld in current.fields.values():
+            todo.extend(child._rs_info for child in fld.ftype.object_classes())
+    return tuple(seen.values())
 
 
 def _version_key(version: str) -> tuple[int, int] | None:

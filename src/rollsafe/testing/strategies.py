@@ -100,8 +100,11 @@ def fixed_offsets() -> st.SearchStrategy[timezone]:
 
 def aware_datetimes() -> st.SearchStrategy[datetime]:
     """Timezone-aware datetimes over the whole calendar, with microseconds
-    and a fixed offset from :func:`fixed_offsets`."""
-    return st.datetimes(timezones=fixed_offsets())
+    and a fixed offset from :func:`fixed_offsets`. The first and last day
+    are left out: an offset there can put the UTC instant outside years
+    1-9999, which datetime fields refuse."""
+    return st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                        timezones=fixed_offsets())
 
 
 def _text(max_length: int | None) -> st.SearchStrategy[str]:
