@@ -27,10 +27,13 @@ __all__ = [
     "FingerprintMismatchError",
     "IncompatibleVersionError",
     "LimitExceededError",
+    "MigrationError",
     "MissingFieldError",
     "PayloadVersionError",
     "ReadOnlyFieldError",
     "RollsafeError",
+    "RoundTripError",
+    "SnapshotError",
     "UnknownObjectError",
     "UnknownVersionError",
     "ValidationError",
@@ -156,6 +159,24 @@ class RetryableStorageError(StorageError):
     a failover). Nothing was committed; the same call may succeed later."""
 
 
+class ContractBlockedError(StorageError):
+    """Contract would remove what the running fleet still needs: a live
+    service reads an object version older than a collection's ``oldest``,
+    or an online migration has records left (or could not count them).
+    ``blockers`` holds one sentence per cause, each saying what to do."""
+
+    def __init__(self, blockers: list[str]) -> None:
+        self.blockers = list(blockers)
+        super().__init__("contract is not safe yet: " + "; ".join(self.blockers))
+
+
+class MigrationError(RollsafeError):
+    """An online data migration broke its contract: it reported counts that
+    cannot be true (more migrated than found, more than its limit) or
+    returned something other than a ``Batch``. Fix the migration; the
+    runner records this as the migration's error and runs the others."""
+
+
 class FingerprintMismatchError(RollsafeError):
     """Object schemas changed without a version bump. ``diff`` holds the
     readable report."""
@@ -163,3 +184,15 @@ class FingerprintMismatchError(RollsafeError):
     def __init__(self, diff: str) -> None:
         self.diff = diff
         super().__init__(diff)
+
+
+class SnapshotError(RollsafeError, ValueError):
+    """A compatibility snapshot or golden-corpus file is missing, unreadable
+    or not in the expected format (write them with ``rollsafe compat
+    snapshot`` and :func:`rollsafe.testing.corpus.capture_corpus`)."""
+
+
+class RoundTripError(RollsafeError, AssertionError):
+    """Payloads did not survive their round trips through the version
+    history (the testing helpers' round trips or golden corpus). The
+    message lists each payload and what came back."""

@@ -161,17 +161,29 @@ db = typer.Typer(help="Expand and contract the SQL schema of a store's collectio
                  no_args_is_help=True)
 app.add_typer(db, name="db")
 
-CollectionsOption = Annotated[str, typer.Option(
+CollectionsOption = Annotated[str | None, typer.Option(
     "--collections", "-c", metavar="MODULE:NAME",
     help="The collections, as 'package.module:attribute' naming a list of Collection.")]
+DbServiceOption = Annotated[str | None, typer.Option(
+    "--service", "-s", metavar="MODULE:NAME",
+    help="The service, as 'package.module:attribute' naming a ServiceDefinition: its "
+    "collections and its fleet's service records (contract also checks its live services "
+    "and online migrations).")]
 UrlOption = Annotated[str, typer.Option(
     "--url", envvar="ROLLSAFE_DB_URL", help="Database URL (sqlite:///..., postgresql://...).")]
 
 
-def _load_sql(url: str, spec: str) -> tuple[Any, list[Any]]:
+def _load_sql(url: str, spec: str | list[Any]) -> tuple[Any, list[Any]]:
     from rollsafe.storage.collection import Collection
     from rollsafe.storage.sql import SqlBackend
 
+    if isinstance(spec, list):  # the collections of a --service
+        if not url.startswith(("sqlite", "postgresql", "postgres")):
+            _fail("db commands need a SQL --url (sqlite:/// or postgresql://)")
+        try:
+            return SqlBackend(url), spec
+        except Exception as exc:
+            _fail(f"--url: {type(exc).__name__}: {exc}")
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         _fail(f"--collections {spec!r}: expected MODULE:NAME")
@@ -192,6 +204,22 @@ def _load_sql(url: str, spec: str) -> tuple[Any, list[Any]]:
         _fail(f"--url: {type(exc).__name__}: {exc}")
 
 
+def _db_target(url: str, collections: str | None, service: str | None
+               ) -> tuple[Any, list[Any]]:
+    """The SQL backend and the collections a db command works on: those
+    --collections names, else the service's plus the fleet's records."""
+    if collections is not None:
+        return _load_sql(url, collections)
+    if service is None:
+        _fail("give --service MODULE:NAME (a ServiceDefinition) or --collections MODULE:NAME "
+              "(a list of Collection)")
+    from rollsafe.cli.service import load_service
+    from rollsafe.rpc.fleet import SERVICES
+
+    colls = list(load_service(service).collections)
+    return _load_sql(url, colls + ([] if SERVICES in colls else [SERVICES]))
+
+
 def _print_plan(lines: list[str], empty: str) -> None:
     if not lines:
         out.print(empty)
@@ -200,25 +228,27 @@ def _print_plan(lines: list[str], empty: str) -> None:
 
 
 @db.command("plan")
-def db_plan(url: UrlOption, collections: CollectionsOption) -> None:
+def db_plan(url: UrlOption, collections: CollectionsOption = None,
+            service: DbServiceOption = None) -> None:
     """Show what expand and contract would do. Exit 0: nothing to do;
     1: there are changes."""
     from rollsafe.storage import migrate
 
-    backend, colls = _load_sql(url, collections)
+    backend, colls = _db_target(url, collections, service)
     lines = migrate.plan(backend, colls).describe()
     _print_plan(lines, "schema matches the objects: nothing to do")
     raise typer.Exit(EXIT_DIFFERENCES if lines else EXIT_OK)
 
 
 @db.command("expand")
-def db_expand(url: UrlOption, collections: CollectionsOption,
+def db_expand(url: UrlOption, collections: CollectionsOption = None,
+              service: DbServiceOption = None,
               dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
     """Add the tables, columns and indexes the new release needs; never
     drops or changes anything. Exit 0: done; 2: an unsafe change."""
     from rollsafe.storage import migrate
 
-    backend, colls = _load_sql(url, collections)
+    backend, colls = _db_target(url, collections, service)
     try:
         schema = migrate.expand(backend, colls, dry_run=dry_run)
     except migrate.UnsafeExpandError as exc:
@@ -229,17 +259,28 @@ def db_expand(url: UrlOption, collections: CollectionsOption,
 
 
 @db.command("contract")
-def db_contract(url: UrlOption, collections: CollectionsOption,
+def db_contract(url: UrlOption, collections: CollectionsOption = None,
+                service: DbServiceOption = None,
                 dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
                 force: Annotated[bool, typer.Option(
-                    "--force", help="Drop even though rows still use the old columns.")]
+                    "--force", help="Drop even though live services, online migrations or "
+                    "rows still need the old columns.")]
                 = False) -> None:
     """Drop what only versions older than each collection's oldest used.
-    Exit 0: done; 1: refused, rows still need the old columns (migrate and
-    run again); 2: bad usage."""
+    With --service, refused first while a live service reads a version
+    contract removes or an online migration has records left.
+    Exit 0: done; 1: refused (the message names what blocks it: upgrade or
+    stop that service, or migrate, and run again); 2: bad usage."""
     from rollsafe.storage import migrate
 
-    backend, colls = _load_sql(url, collections)
+    backend, colls = _db_target(url, collections, service)
+    if service is None:
+        err.print("[yellow]without --service, contract checks only the stored rows, not the "
+                  "live services nor the online migrations[/]")
+    else:
+        from rollsafe.cli.upgrade import gate_contract
+
+        gate_contract(service, url, colls, force=force)
     if force:
         err.print("[red bold]--force: dropping columns that stored rows may still use; "
                   "their data in those columns is lost[/]")
@@ -251,6 +292,15 @@ def db_contract(url: UrlOption, collections: CollectionsOption,
     _print_plan([line for line in schema.describe() if line.startswith("contract")],
                 "nothing to contract")
     out.print("dry run: nothing applied" if dry_run else "[green]contract done[/]")
+
+
+from rollsafe.cli.migrate import migrate_command  # noqa: E402 (it imports app's helpers)
+
+app.command("migrate")(migrate_command)
+
+from rollsafe.cli.upgrade import upgrade  # noqa: E402 (it imports app's helpers)
+
+app.add_typer(upgrade, name="upgrade")
 
 
 def main() -> None:

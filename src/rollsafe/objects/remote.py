@@ -100,18 +100,24 @@ def remotable(func: F) -> F:
     return call  # type: ignore[return-value]
 
 
-def remotable_classmethod(func: F) -> F:
-    """Mark a class method as remotable (use instead of ``@classmethod``)."""
+if TYPE_CHECKING:
+    # Type checkers special-case ``classmethod`` itself: seen as it, a
+    # decorated method is typed as the class method it is at run time
+    # (``Job.create("x")`` binds ``cls``), which no decorator signature says.
+    remotable_classmethod = classmethod
+else:
+    def remotable_classmethod(func: F) -> F:
+        """Mark a class method as remotable (use instead of ``@classmethod``)."""
 
-    @functools.wraps(func)
-    def call(cls: Any, *args: Any, **kwargs: Any) -> Any:
-        indirection = cls._rs_registry.indirection
-        if indirection is not None and not _local.get():
-            return indirection.object_class_action(cls, func.__name__, args, kwargs)
-        return func(cls, *args, **kwargs)
+        @functools.wraps(func)
+        def call(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            indirection = cls._rs_registry.indirection
+            if indirection is not None and not _local.get():
+                return indirection.object_class_action(cls, func.__name__, args, kwargs)
+            return func(cls, *args, **kwargs)
 
-    call.__rollsafe_remote__ = RemoteMethod(func.__name__, "class", func)  # type: ignore
-    return classmethod(call)  # type: ignore[return-value]
+        call.__rollsafe_remote__ = RemoteMethod(func.__name__, "class", func)
+        return classmethod(call)
 
 
 class _LocalFlag:

@@ -10,24 +10,47 @@ default; :mod:`rollsafe.rpc.messaging` carries the same messages over
 oslo.messaging (RabbitMQ) and is imported only when used.
 """
 
-from rollsafe.rpc.conductor import Conductor, RemoteIndirection
+from rollsafe.rpc.conductor import Conductor, RemoteIndirection, RetryPolicy
 from rollsafe.rpc.fleet import SERVICES, Fleet, ServiceRecord, ServiceTooOldError
 from rollsafe.rpc.inprocess import InProcessTransport
+from rollsafe.rpc.membership import FleetMembership
 from rollsafe.rpc.releases import ReleaseHistory
+from rollsafe.rpc.requests import (
+    RPC_REQUESTS,
+    RpcRequest,
+    current_unit,
+    joined_unit,
+    same_request_id,
+)
 from rollsafe.rpc.serializer import ObjectSerializer
-from rollsafe.rpc.transport import RemoteError, RpcTimeoutError, Transport
+from rollsafe.rpc.transport import (
+    RemoteError,
+    RetryableRpcError,
+    RpcError,
+    RpcTimeoutError,
+    Transport,
+)
 
 __all__ = [
+    "RPC_REQUESTS",
     "SERVICES",
     "Conductor",
     "Fleet",
+    "FleetMembership",
     "InProcessTransport",
     "ObjectSerializer",
     "ReleaseHistory",
     "RemoteError",
     "RemoteIndirection",
+    "RetryPolicy",
+    "RetryableRpcError",
+    "RpcError",
+    "RpcRequest",
     "RpcTimeoutError",
     "ServiceRecord",
     "ServiceTooOldError",
     "Transport",
+    "current_unit",
+    "joined_unit",
+    "same_request_id",
 ]

@@ -30,6 +30,9 @@ That is what every live service can read, and so what to send and store::
         time.sleep(fleet.stale_after / 3)
     fleet.leave(me)
 
+(:class:`~rollsafe.rpc.membership.FleetMembership` runs that loop for a
+service, with jitter, on-demand refreshes and errors survived.)
+
 A service is **too old** to join when, for some object name, the version it
 knows is older than ``oldest_supported[name]``: the oldest version the newest
 code still reads (what ``Collection(oldest=...)`` and contract moved past).
@@ -41,8 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from rollsafe.errors import NotFoundError, RollsafeError
 from rollsafe.objects.base import VersionedObject
@@ -61,6 +65,54 @@ Clock = Callable[[], datetime]
 
 # Concurrent joins of the same record can lose several races in a row.
 _ATTEMPTS = 10
+
+_T = TypeVar("_T")
+
+
+class _Flight(Generic[_T]):
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.value: _T | None = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight(Generic[_T]):
+    """Runs one call at a time; calls made while one runs (with the same
+    ``key``) wait for it and share its result or exception, so a burst of
+    requests costs one query. A call with another key waits for the
+    running one to end, then runs its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: _Flight[_T] | None = None
+
+    def run(self, fn: Callable[[], _T], key: Hashable = None) -> _T:
+        while True:
+            with self._lock:
+                flight = self._current
+                if flight is None:
+                    flight = self._current = _Flight(key)
+                    break
+                shared = flight.key == key
+            flight.done.wait()
+            if shared:
+                return self._outcome(flight)
+        try:
+            flight.value = fn()
+        except BaseException as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                self._current = None
+            flight.done.set()
+        return self._outcome(flight)
+
+    @staticmethod
+    def _outcome(flight: _Flight[_T]) -> _T:
+        if flight.error is not None:
+            raise flight.error
+        return flight.value  # type: ignore[return-value]
 
 
 def _utcnow() -> datetime:
@@ -128,6 +180,10 @@ class Fleet:
         self._lock = threading.Lock()
         self._pins: dict[str, str] | None = None
         self._computed_at: datetime | None = None
+        # Bumped by refresh_later: a query begun before it is not cached,
+        # and no refresh asked for after it shares that query.
+        self._generation = 0
+        self._refreshes: SingleFlight[dict[str, str]] = SingleFlight()
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -215,22 +271,34 @@ class Fleet:
         """Forget the cached pins: the next :meth:`pins` queries the store."""
         with self._lock:
             self._pins = None
+            self._generation += 1
 
     def refresh(self) -> dict[str, str]:
-        """Recompute the pins from the store now, and return them."""
-        pins = _lowest(self.live())
-        pins.update(self.manual_pins)
+        """Recompute the pins from the store now, and return them.
+        Concurrent refreshes share one query: a thread that asks while a
+        query runs waits for it and gets its result (unless this fleet
+        joined or left since that query began)."""
         with self._lock:
-            self._pins = pins
-            self._computed_at = self._now()
-        return dict(pins)
+            generation = self._generation
+
+        def query() -> dict[str, str]:
+            pins = _lowest(self.live())
+            pins.update(self.manual_pins)
+            with self._lock:
+                if self._generation == generation:
+                    self._pins = pins
+                    self._computed_at = self._now()
+            return pins
+
+        return dict(self._refreshes.run(query, key=generation))
 
     def pins(self) -> dict[str, str]:
         """Object name -> the lowest version any live service knows (patch
         level ignored), with ``manual_pins`` overriding. Cached: recomputed
         after :meth:`refresh_later` (this fleet's own join and leave) or once
         the cache is ``stale_after / 3`` seconds old, so frequent callers do
-        not query the store on every send."""
+        not query the store on every send (and callers that find it expired
+        together share one query)."""
         with self._lock:
             pins, at = self._pins, self._computed_at
         if pins is not None and at is not None:

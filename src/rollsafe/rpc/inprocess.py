@@ -35,11 +35,17 @@ class _Topic(Server):
         self.handler = handler
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rpc-{topic}")
         self.stopped = False
+        # Held while submitting and while stopping, so that no message is
+        # submitted to a pool that is shutting down.
+        self.lock = threading.Lock()
 
     def submit(self, message: Any) -> Future[Any]:
-        if self.stopped:
-            raise RpcError(f"nothing serves topic {self.topic!r}")
-        return self.pool.submit(self._handle, message)
+        with self.lock:
+            if self.stopped:
+                # The same error as a topic nothing serves, as on a broker:
+                # a caller retries both the same way.
+                raise RpcTimeoutError(f"nothing serves topic {self.topic!r} (it stopped)")
+            return self.pool.submit(self._handle, message)
 
     def _handle(self, message: Any) -> Any:
         try:
@@ -48,7 +54,8 @@ class _Topic(Server):
             return error_reply(exc)
 
     def stop(self) -> None:
-        self.stopped = True
+        with self.lock:
+            self.stopped = True
         self.transport._drop(self)
         self.pool.shutdown(wait=True)  # finish what is in flight
 

@@ -5,8 +5,9 @@ None): objects are already envelopes when they reach a transport. A service
 ``serve``s a topic with a handler; another ``call``s it (request and reply,
 bounded by a timeout) or ``cast``s to it (fire and forget). A handler's
 exception reaches the caller as :class:`RemoteError`, naming the remote
-exception's type and message; a reply that does not come in time is
-:class:`RpcTimeoutError`.
+exception's type and message; a reply that does not come in time, or a topic
+nothing serves, is :class:`RpcTimeoutError` on every transport. Each error
+says in ``retryable`` whether sending the call again may succeed.
 """
 
 from __future__ import annotations
@@ -17,20 +18,48 @@ from typing import Any
 
 from rollsafe.errors import RollsafeError
 
-__all__ = ["Handler", "RemoteError", "RpcError", "RpcTimeoutError", "Server", "Transport",
-           "error_reply", "plain_copy", "unwrap_reply"]
+__all__ = ["Handler", "RemoteError", "RetryableRpcError", "RpcError", "RpcTimeoutError", "Server",
+           "Transport", "error_reply", "plain_copy", "unwrap_reply"]
 
 #: A topic's handler: request message -> reply message.
 Handler = Callable[[dict[str, Any]], Any]
 
 
 class RpcError(RollsafeError):
-    """Base of the errors remote calls raise."""
+    """Base of the errors remote calls raise. ``retryable`` says whether
+    sending the same call again may succeed (False unless a subclass or the
+    remote side says so)."""
+
+    retryable: bool = False
 
 
 class RpcTimeoutError(RpcError, TimeoutError):
     """No reply came within the timeout: the peer is gone, stuck, or
-    unreachable. The call may or may not have run there."""
+    unreachable (or nothing serves the topic). The call may or may not have
+    run there; it is retryable."""
+
+    retryable = True
+
+
+class RetryableRpcError(RpcError):
+    """Every attempt of a remote call failed in a way a later attempt may get
+    past (no reply, a conflict, the conductor's store briefly unreachable).
+    The call may or may not have run. ``request_id`` is the id all attempts
+    carried: send the call again with it (``with same_request_id(exc.request_id):
+    ...``) and a conductor with a store applies it at most once. The last
+    failure is ``__cause__``."""
+
+    retryable = True
+
+    def __init__(self, what: str, request_id: str | None, attempts: int,
+                 last: BaseException) -> None:
+        self.request_id = request_id
+        self.attempts = attempts
+        again = ("send it again with the same request id (rollsafe.rpc.same_request_id) "
+                 "and a conductor with a store applies it at most once"
+                 if request_id is not None else "it is safe to ask again")
+        super().__init__(f"{what} failed {attempts} time(s), last with {type(last).__name__}: "
+                         f"{last}; it may or may not have run: {again}")
 
 
 class RemoteError(RpcError):

@@ -20,14 +20,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from rollsafe.errors import DecodeError, StorageError
 
 if TYPE_CHECKING:
     from rollsafe.storage.collection import Collection
 
-__all__ = ["Backend", "Page", "Query", "Record", "Transaction", "decode_cursor", "encode_cursor"]
+__all__ = ["Backend", "Page", "Query", "Record", "Transaction", "Update", "decode_cursor",
+           "encode_cursor"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,18 @@ class Record:
     version: str
     revision: int
     data: dict[str, Any]
+
+
+class Update(NamedTuple):
+    """One record update of :meth:`Transaction.update_many` (the arguments
+    of :meth:`Transaction.update`)."""
+
+    key: Any
+    project: Any
+    expected_revision: int
+    version: str
+    values: dict[str, Any]
+    full: bool
 
 
 @dataclass(slots=True)
@@ -103,6 +116,17 @@ class Transaction(ABC):
         return the new revision. :class:`ConflictError` when stale,
         :class:`NotFoundError` when absent. Fields not in ``values`` keep
         their stored values."""
+
+    def update_many(self, collection: Collection, updates: Sequence[Update]) -> None:
+        """Apply every update (as :meth:`update` does, each to revision
+        ``expected_revision + 1``), in as few round trips as the backend
+        can. Raises :class:`ConflictError` (or :class:`NotFoundError`) if any
+        of them cannot be applied; the others may have been, so the caller
+        must then discard the whole transaction. This default applies them
+        one by one."""
+        for u in updates:
+            self.update(collection, u.key, u.project, u.expected_revision, u.version,
+                        u.values, u.full)
 
     @abstractmethod
     def delete(self, collection: Collection, key: Any, project: Any,

@@ -44,7 +44,7 @@ from rollsafe.errors import (
 from rollsafe.objects.types import (
     FieldType,
 )
-from rollsafe.storage.base import Backend, Query, Record, Transaction
+from rollsafe.storage.base import Backend, Query, Record, Transaction, Update
 from rollsafe.storage.collection import Collection, scalar_kind
 
 __all__ = ["SqlBackend"]
@@ -209,6 +209,8 @@ class _TableMap:
         self.select_by_key = sa.select(self.table).where(key_col == sa.bindparam("rs_k"))
         self.select_by_key_in_project = self.select_by_key
         self.insert: Any = None
+        #: UPDATE statements of update_many, by (columns set, project scoped).
+        self.updates: dict[tuple[tuple[str, ...], bool], Any] = {}
         if self.project is not None:
             self.select_by_key_in_project = self.select_by_key.where(
                 self.table.c[self.project.name] == sa.bindparam("rs_p"))
@@ -364,6 +366,19 @@ class _SqlTransaction(Transaction):
                version: str, values: dict[str, Any], full: bool) -> int:
         tmap = self.backend.table_map(collection)
         table = tmap.table
+        row = self._update_row(tmap, version, values, full)
+        row["rs_revision"] = table.c.rs_revision + 1
+        result = self.conn.execute(
+            table.update()
+            .where(self._scoped(tmap, key, project), table.c.rs_revision == expected_revision)
+            .values(row))
+        if result.rowcount != 1:
+            self._missing_or_stale(tmap, collection, key, project, expected_revision)
+        return expected_revision + 1
+
+    def _update_row(self, tmap: _TableMap, version: str, values: dict[str, Any],
+                    full: bool) -> dict[str, Any]:
+        """The columns an update writes (with ``rs_version``)."""
         row = self._row(tmap, version, values)
         if full:  # the row moves to ``version``: clear the columns other versions used
             used = {n for col in tmap.by_version[version].values()
@@ -373,14 +388,47 @@ class _SqlTransaction(Transaction):
                     if name and name not in used:
                         row[name] = None
         row["rs_version"] = version
-        row["rs_revision"] = table.c.rs_revision + 1
-        result = self.conn.execute(
-            table.update()
-            .where(self._scoped(tmap, key, project), table.c.rs_revision == expected_revision)
-            .values(row))
-        if result.rowcount != 1:
-            self._missing_or_stale(tmap, collection, key, project, expected_revision)
-        return expected_revision + 1
+        return row
+
+    def update_many(self, collection: Collection, updates: Sequence[Update]) -> None:
+        """One executemany per set of written columns, each statement built
+        once per table; a row count short of the updates means one of them
+        was stale or missing: :class:`ConflictError` (the caller discards
+        the transaction)."""
+        if not self.conn.dialect.supports_sane_multi_rowcount:
+            super().update_many(collection, updates)
+            return
+        tmap = self.backend.table_map(collection)
+        groups: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
+        for u in updates:
+            row = self._update_row(tmap, u.version, u.values, u.full)
+            params = {f"rs_v_{name}": value for name, value in row.items()}
+            params["rs_k"] = tmap.key.bind(u.key)
+            params["rs_e"] = u.expected_revision
+            scoped = u.project is not None and tmap.project is not None
+            if scoped:
+                params["rs_p"] = u.project
+            groups.setdefault((tuple(row), scoped), []).append(params)
+        for (names, scoped), rows in groups.items():
+            stmt = tmap.updates.get((names, scoped))
+            if stmt is None:
+                table = tmap.table
+                cond = [table.c[tmap.key.name] == sa.bindparam("rs_k"),
+                        table.c.rs_revision == sa.bindparam("rs_e")]
+                if scoped:
+                    assert tmap.project is not None
+                    cond.append(table.c[tmap.project.name] == sa.bindparam("rs_p"))
+                values: dict[str, Any] = {
+                    name: sa.bindparam(f"rs_v_{name}", type_=table.c[name].type)
+                    for name in names}
+                values["rs_revision"] = table.c.rs_revision + 1
+                stmt = tmap.updates[(names, scoped)] = table.update().where(*cond).values(
+                    values)
+            result = self.conn.execute(stmt, rows)
+            if result.rowcount != len(rows):
+                raise ConflictError(f"{len(rows) - result.rowcount} of {len(rows)} "
+                                    f"{collection.object_name} records changed or were "
+                                    "deleted since they were read; reload them and retry")
 
     def _missing_or_stale(self, tmap: _TableMap, collection: Collection, key: Any,
                           project: Any, expected: int) -> None:

@@ -35,6 +35,7 @@ from rollsafe.storage.base import (
     Query,
     Record,
     Transaction,
+    Update,
     decode_cursor,
     encode_cursor,
     iterate_pages,
@@ -84,6 +85,8 @@ class UnitOfWork:
         self._store = store
         self._tx = tx
         self._readonly = readonly
+        # Set when update_many failed part-way: the unit must not commit.
+        self._broken = False
         # How to put each touched object back if the unit does not commit.
         self._undo: list[tuple[VersionedObject, Any, set[str]]] = []
 
@@ -133,11 +136,49 @@ class UnitOfWork:
         :class:`ConflictError` if the stored object changed meanwhile."""
         self._writable()
         coll = self._store.collection(type(obj))
+        change = self._change(coll, obj)
+        if change is None:
+            return obj
+        new = self._tx.update(coll, *change)
+        obj._rs_meta = (new, change.version)
+        reset_changes(obj, recursive=True)
+        return obj
+
+    def update_many(self, objs: Iterable[T]) -> list[T]:
+        """Write what changed in each of ``objs``, as :meth:`update` does,
+        in as few round trips as the backend can (on SQL, one statement per
+        set of changed columns). If any of them changed or was deleted since
+        it was read, :class:`ConflictError` (or :class:`NotFoundError`) is
+        raised and the unit of work cannot commit any more: let the error
+        leave the ``with`` block (the objects get their changes back), then
+        retry, for example one by one with :meth:`update`."""
+        self._writable()
+        objs = list(objs)
+        groups: dict[type, tuple[Collection, list[tuple[VersionedObject, Update]]]] = {}
+        for obj in objs:
+            coll = self._store.collection(type(obj))
+            change = self._change(coll, obj)
+            if change is not None:
+                groups.setdefault(coll.cls, (coll, []))[1].append((obj, change))
+        for coll, changes in groups.values():
+            try:
+                self._tx.update_many(coll, [change for _, change in changes])
+            except BaseException:
+                self._broken = True  # some updates may be applied: never commit this unit
+                raise
+            for written, change in changes:
+                written._rs_meta = (change.expected_revision + 1, change.version)
+                reset_changes(written, recursive=True)
+        return objs
+
+    def _change(self, coll: Collection, obj: VersionedObject) -> Update | None:
+        """The update that writes what changed in ``obj`` (None: nothing
+        did); remembers ``obj`` so a unit that does not commit restores it."""
         revision = revision_of(obj)
         stored_version = obj._rs_meta[1]
         changed = what_changed(obj)
         if not changed:
-            return obj
+            return None
         primitive = self._store._primitive(obj)
         reg = type(obj)._rs_info.registry
         version, data = primitive[reg.key_version], primitive[reg.key_data]
@@ -156,11 +197,7 @@ class UnitOfWork:
         else:
             names = set(primitive.get(reg.key_changes, ()))
             values = {name: data[name] for name in names}
-        new = self._tx.update(coll, coll.key_of(data), coll.project_of(data), revision,
-                              version, values, full)
-        obj._rs_meta = (new, version)
-        reset_changes(obj, recursive=True)
-        return obj
+        return Update(coll.key_of(data), coll.project_of(data), revision, version, values, full)
 
     def delete(self, obj: VersionedObject) -> None:
         """Remove a stored object (refused if it changed since it was read)."""
@@ -234,6 +271,9 @@ class Store:
             with self.backend.transaction(readonly=readonly) as tx:
                 uow = UnitOfWork(self, tx, readonly)
                 yield uow
+                if uow._broken:
+                    raise StorageError("this unit of work cannot commit: an update_many in "
+                                       "it failed part-way; let its error leave the block")
         except BaseException:
             if uow is not None:
                 uow._roll_back_objects()

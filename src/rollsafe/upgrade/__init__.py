@@ -1,0 +1,48 @@
+"""The upgrade toolkit: what operators and reviewers run around a rolling
+upgrade (online data migrations, upgrade checks, the contract gate, the
+compatibility lint). Importing it loads no database or messaging library.
+"""
+
+from rollsafe.upgrade.checks import (
+    CheckContext,
+    CheckReport,
+    CheckResult,
+    CheckStatus,
+    UpgradeCheck,
+    run_checks,
+    upgrade_check,
+)
+from rollsafe.upgrade.definition import ServiceDefinition
+from rollsafe.upgrade.gate import ContractBlocker, check_contract, contract_blockers
+from rollsafe.upgrade.migrations import (
+    Batch,
+    Migration,
+    MigrationReport,
+    MigrationResult,
+    OnlineMigrations,
+    Progress,
+)
+from rollsafe.upgrade.status import FleetStatus, fleet_status, status_tables
+
+__all__ = [
+    "Batch",
+    "CheckContext",
+    "CheckReport",
+    "CheckResult",
+    "CheckStatus",
+    "ContractBlocker",
+    "FleetStatus",
+    "Migration",
+    "MigrationReport",
+    "MigrationResult",
+    "OnlineMigrations",
+    "Progress",
+    "ServiceDefinition",
+    "UpgradeCheck",
+    "check_contract",
+    "contract_blockers",
+    "fleet_status",
+    "run_checks",
+    "status_tables",
+    "upgrade_check",
+]
