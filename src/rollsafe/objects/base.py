@@ -234,8 +234,11 @@ class ClassInfo:
         for version in reversed(versions[self.history.index(target) + 1:]):
             for change in reversed(version.changes):
                 change.downgrade(values, path)
-                changes = {old for name in changes
-                           if (old := change.old_name(name)) is not None}
+                if changes and change.moves_data():
+                    changes = set(values)
+                else:
+                    changes = {old for name in changes
+                               if (old := change.old_name(name)) is not None}
                 made = change.converts()
                 if made is None or converted is None:
                     converted = None
@@ -325,6 +328,9 @@ class ClassInfo:
                                         f"{self.name} {version.number}")
             names.add(item)
         if version is not self.current:
+            later = self.history.versions[self.history.index(version) + 1:]
+            if names and any(c.moves_data() for v in later for c in v.changes):
+                return set(self.fields)
             renames = self._renames_since(version)
             names = {renames.get(n, n) for n in names} & self.fields.keys()
         return names

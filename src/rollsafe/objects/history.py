@@ -99,6 +99,11 @@ class Change:
         checked against the older type before sending); None means all."""
         return frozenset()
 
+    def moves_data(self) -> bool:
+        """Whether the change may move a value from one field to another, so
+        that a change to any field is a change to every field across it."""
+        return False
+
     def canonical(self) -> dict[str, Any]:
         """The change as plain data (for schema snapshots)."""
         return {"change": type(self).__name__}
@@ -343,6 +348,12 @@ class Custom(Change):
 
     def converts(self) -> frozenset[str] | None:
         return None
+
+    def moves_data(self) -> bool:
+        # Its functions may compute any field from any other (a flag moved
+        # into a nested object, a name split in two): writes driven by what
+        # changed must then write every field, or a moved value is lost.
+        return True
 
     def canonical(self) -> dict[str, Any]:
         return {"change": "Custom", "description": self.description}

@@ -1,0 +1,5 @@
+"""``python -m solumlite``: the ``solumlite`` command."""
+
+from solumlite.cli import main
+
+main()
