@@ -302,6 +302,10 @@ from rollsafe.cli.upgrade import upgrade  # noqa: E402 (it imports app's helpers
 
 app.add_typer(upgrade, name="upgrade")
 
+from rollsafe.cli.compat import compat  # noqa: E402 (it imports app's helpers)
+
+app.add_typer(compat, name="compat")
+
 
 def main() -> None:
     """Entry point of the ``rollsafe`` console script."""

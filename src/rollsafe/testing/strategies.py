@@ -45,6 +45,7 @@ from rollsafe.objects.types import (
     BoolType,
     DateTimeType,
     DictType,
+    EncodeTarget,
     EnumType,
     FieldType,
     FloatType,
@@ -68,6 +69,7 @@ __all__ = [
     "instances",
     "primitives",
     "values_for",
+    "version_payloads",
     "versions_of",
 ]
 
@@ -266,3 +268,55 @@ def primitives(cls: type[VersionedObject], version: str | None = None
     if version is not None:
         _check_version(cls, version)
     return _envelopes(cls, version)
+
+
+@st.composite
+def _written_at(draw: st.DrawFn, cls: type[VersionedObject], version: str) -> dict[str, Any]:
+    info = cls._rs_info
+    found = info.history.resolve(version, info.name)
+    target = EncodeTarget(None, info.child_versions[found.key])
+    reg = info.registry
+    data = {}
+    for name, fld in info.schemas[found.key].items():
+        value = draw(_values(fld.ftype, 1), label=f"{info.name} {version}.{name}")
+        try:
+            data[name] = fld.ftype.to_prim(value, f"{info.name}.{name}", target)
+        except DowngradeError:
+            reject()  # a nested object that version cannot hold
+    envelope = {reg.key_name: info.name, reg.key_namespace: reg.namespace,
+                reg.key_version: found.number, reg.key_data: data}
+    changes = draw(st.sets(st.sampled_from(sorted(data))) if data else st.just(set()),
+                   label="changes")
+    # A writer lists a field whenever a nested object in it changed.
+    changes |= {name for name, value in data.items() if _lists_changes(value, reg)}
+    if changes:
+        envelope[reg.key_changes] = sorted(changes)
+    return envelope
+
+
+def _lists_changes(prim: Any, reg: Any) -> bool:
+    """Whether a wire value holds an envelope with a ``.changes`` list."""
+    if isinstance(prim, dict):
+        if reg.key_changes in prim:
+            return True
+        return any(_lists_changes(v, reg) for v in prim.values())
+    if isinstance(prim, list):
+        return any(_lists_changes(v, reg) for v in prim)
+    return False
+
+
+def version_payloads(cls: type[VersionedObject], version: str
+                     ) -> st.SearchStrategy[dict[str, Any]]:
+    """Any valid wire envelope of ``cls`` at ``version``, built field by
+    field from that version's own schema, with a random ``.changes`` list:
+    every payload a service running that version could send, including
+    values today's code never produces when it downgrades (a
+    :func:`primitives` payload is always such a downgrade). Nested objects
+    are at the versions that version embeds.
+
+    Use it to test that the history reads everything an older release
+    wrote (:func:`rollsafe.testing.roundtrips.check_round_trips` does)."""
+    _check_class(cls, "version_payloads")
+    _check_version(cls, version)
+    cls._rs_info.build()
+    return _written_at(cls, version)

@@ -12,6 +12,7 @@ from rollsafe.upgrade.checks import (
     run_checks,
     upgrade_check,
 )
+from rollsafe.upgrade.compat import Finding, check_compat
 from rollsafe.upgrade.definition import ServiceDefinition
 from rollsafe.upgrade.gate import ContractBlocker, check_contract, contract_blockers
 from rollsafe.upgrade.migrations import (
@@ -22,6 +23,13 @@ from rollsafe.upgrade.migrations import (
     OnlineMigrations,
     Progress,
 )
+from rollsafe.upgrade.snapshot import (
+    Snapshot,
+    read_snapshot,
+    read_snapshots,
+    take_snapshot,
+    write_snapshot,
+)
 from rollsafe.upgrade.status import FleetStatus, fleet_status, status_tables
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "CheckResult",
     "CheckStatus",
     "ContractBlocker",
+    "Finding",
     "FleetStatus",
     "Migration",
     "MigrationReport",
@@ -38,11 +47,17 @@ __all__ = [
     "OnlineMigrations",
     "Progress",
     "ServiceDefinition",
+    "Snapshot",
     "UpgradeCheck",
+    "check_compat",
     "check_contract",
     "contract_blockers",
     "fleet_status",
+    "read_snapshot",
+    "read_snapshots",
     "run_checks",
     "status_tables",
+    "take_snapshot",
     "upgrade_check",
+    "write_snapshot",
 ]

@@ -3,11 +3,13 @@ assemblies, components and deployment units, for one release.
 
 Every route but ``/healthz`` and the OpenAPI document needs a bearer token
 (:class:`~solumlite.api.auth.TokenMap`); the token's project scopes every
-flow the route calls. Routes call the release's remotable methods, so the
-same app runs embedded (the release bound to a store in this process) or in
-front of a conductor (the registry's indirection set, no store here).
-Routes are plain functions: FastAPI runs them in its thread pool, as the
-flows block on the store or the conductor.
+flow the route calls. The operator dashboard (``/dashboard``, see
+:mod:`solumlite.api.dashboard`) takes the operator's token instead.
+Routes call the release's remotable methods, so the same app runs embedded
+(the release bound to a store in this process) or in front of a conductor
+(the registry's indirection set, no store here). Routes are plain
+functions: FastAPI runs them in its thread pool, as the flows block on the
+store or the conductor.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from solumlite.api.auth import TokenMap
+from solumlite.api.dashboard import OperatorToken, install_dashboard
 from solumlite.api.errors import ApiError, BodyLimit, install_error_handlers
 from solumlite.api.models import (
     AdvanceIn,
@@ -38,6 +41,7 @@ from solumlite.api.models import (
 )
 from solumlite.domain import Run, SourceSpec, language_pack_id, utcnow
 from solumlite.release import Release
+from solumlite.status import ReleaseStatus, StatusSource
 
 __all__ = ["MAX_BODY", "create_api"]
 
@@ -78,8 +82,19 @@ def _project(request: Request, credentials: Annotated[HTTPAuthorizationCredentia
 Project = Annotated[str, Depends(_project)]
 
 
-def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY) -> FastAPI:
-    """The ASGI app serving ``release``'s API to the holders of ``tokens``."""
+def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
+               operator_token: str | None = None,
+               status_source: StatusSource | None = None) -> FastAPI:
+    """The ASGI app serving ``release``'s API to the holders of ``tokens``.
+
+    With ``operator_token`` it also serves the operator dashboard
+    (:mod:`solumlite.api.dashboard`) to that token's holder, showing what
+    ``status_source`` returns: by default the fleet read from the store
+    bound to ``release``; an API without store access is given the
+    conductor's (:class:`solumlite.status.RemoteStatus`)."""
+    operator = None if operator_token is None else OperatorToken(operator_token, tokens)
+    if operator is None and status_source is not None:
+        raise ValueError("a status source serves the dashboard: give an operator token too")
     api = FastAPI(title="solumlite", version=release.name, responses=_ERRORS,
                   description="The reference PaaS of rollsafe: apps, language packs, "
                               f"workflows and assemblies (release {release.name}).")
@@ -223,5 +238,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY) 
         return PageOut(items=[DeploymentUnitOut.of(release, s) for s in found["items"]],
                        next_cursor=found["next_cursor"])
 
+    if operator is not None:
+        install_dashboard(api, operator=operator,
+                          status_source=status_source or ReleaseStatus(release))
     return api
 

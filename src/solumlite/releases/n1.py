@@ -44,8 +44,6 @@ from rollsafe.rpc.releases import ReleaseHistory
 from rollsafe.upgrade.migrations import OnlineMigrations
 from solumlite import flows
 from solumlite.domain import (
-    MAX_REVISION,
-    MAX_URL,
     SOURCE_STRING_MAX,
     AppShape,
     SourceSpec,
@@ -68,10 +66,11 @@ REGISTRY = Registry("solumlite")
 class Source(VersionedObject, registry=REGISTRY):
     """Where an app's code comes from."""
 
-    #: A git URL, without credentials or fragment.
-    url: str = field(max_length=MAX_URL)
+    #: A git URL, without credentials or fragment. (As long as any source
+    #: string release N may have stored, which N+1 reads through Retyped.)
+    url: str = field(max_length=SOURCE_STRING_MAX)
     #: Branch, tag or commit to build; None: the default branch.
-    revision: str | None = field(default=None, max_length=MAX_REVISION)
+    revision: str | None = field(default=None, max_length=SOURCE_STRING_MAX)
     private: bool = False
 
 
