@@ -22,13 +22,23 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from rollsafe.errors import DecodeError, StorageError
+from rollsafe.errors import DecodeError, PayloadVersionError, StorageError
+from rollsafe.objects.history import parse_version
 
 if TYPE_CHECKING:
     from rollsafe.storage.collection import Collection
 
-__all__ = ["Backend", "Page", "Query", "Record", "Transaction", "Update", "decode_cursor",
-           "encode_cursor"]
+__all__ = [
+    "Backend",
+    "Page",
+    "Query",
+    "Record",
+    "Transaction",
+    "Update",
+    "decode_cursor",
+    "encode_cursor",
+    "unreadable_version",
+]
 
 T = TypeVar("T")
 
@@ -180,3 +190,29 @@ def iterate_pages(fetch: Any, query: Query) -> Iterator[Record]:
             raise StorageError("keyset pagination did not advance; the backend returned the "
                                "same page twice")
         query.after = after
+
+
+def unreadable_version(collection: Collection, key: Any, version: Any,
+                       oldest: str | None = None) -> StorageError | PayloadVersionError:
+    """The error for a stored record at a version this code cannot read:
+    :class:`PayloadVersionError` when a newer release wrote it (the error a
+    newer payload gets on the wire), :class:`StorageError` when it is older
+    than the collection still reads (``oldest``) or not a version at all."""
+    info = collection.cls._rs_info
+    try:
+        newer = parse_version(version) > info.current.key
+    except ValueError:
+        newer = False
+    name = collection.object_name
+    if newer:
+        return PayloadVersionError(
+            f"{name}[{key!r}]",
+            f"stored at version {version}, newer than this code reads (newest "
+            f"{info.current.number}); pin the writers to {info.current.number} while this "
+            "release runs, or upgrade this service",
+            name=name, version=str(version), known=info.current.number)
+    if oldest is not None:
+        return StorageError(f"{name} record {key!r} is at version {version}, which this store "
+                            f"no longer reads (oldest stored: {oldest}); migrate it first")
+    return StorageError(f"{name} record {key!r} is at version {version!r}, which this code "
+                        "does not know")

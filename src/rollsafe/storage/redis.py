@@ -106,7 +106,7 @@ from rollsafe.objects.types import (
     FieldType,
     IntType,
 )
-from rollsafe.storage.base import Backend, Query, Record, Transaction
+from rollsafe.storage.base import Backend, Query, Record, Transaction, unreadable_version
 from rollsafe.storage.collection import Collection, scalar_kind
 
 __all__ = ["RedisBackend"]
@@ -260,8 +260,7 @@ class _Layout:
         try:
             return self.names[parse_version(version)]
         except (KeyError, ValueError):
-            raise StorageError(f"{self.coll.object_name} record {self.key_of(state)!r} is at "
-                               f"version {version}, which this code does not know") from None
+            raise unreadable_version(self.coll, self.key_of(state), version) from None
 
     def value_of(self, state: dict[str, str], fname: str) -> Any:
         """The primitive of current field ``fname`` in a record (None when

@@ -38,15 +38,20 @@ from rollsafe.errors import (
     ConflictError,
     DefinitionError,
     NotFoundError,
-    PayloadVersionError,
     RetryableStorageError,
     StorageError,
 )
-from rollsafe.objects.history import parse_version
 from rollsafe.objects.types import (
     FieldType,
 )
-from rollsafe.storage.base import Backend, Query, Record, Transaction, Update
+from rollsafe.storage.base import (
+    Backend,
+    Query,
+    Record,
+    Transaction,
+    Update,
+    unreadable_version,
+)
 from rollsafe.storage.collection import Collection, scalar_kind
 
 __all__ = ["SqlBackend"]
@@ -327,24 +332,7 @@ class _SqlTransaction(Transaction):
         version = row["rs_version"]
         mapping = tmap.by_version.get(version)
         if mapping is None:
-            info = tmap.coll.cls._rs_info
-            try:
-                newer = parse_version(str(version)) > info.current.key
-            except ValueError:
-                newer = True  # not a version this code could have written
-            if newer:
-                # Written by a newer release (its columns are unknown here):
-                # the same error a newer payload gets on the wire.
-                raise PayloadVersionError(
-                    f"{tmap.coll.object_name}[{row[tmap.key.name]!r}]",
-                    f"stored at version {version}, newer than this code reads (newest "
-                    f"{info.current.number}); pin the writers to {info.current.number} while "
-                    "this release runs, or upgrade this service",
-                    name=tmap.coll.object_name, version=str(version),
-                    known=info.current.number)
-            raise StorageError(f"{tmap.coll.object_name} row {row[tmap.key.name]!r} is at "
-                               f"version {version}, which this store no longer reads "
-                               f"(oldest stored: {tmap.coll.oldest}); migrate it first")
+            raise unreadable_version(tmap.coll, row[tmap.key.name], version, tmap.coll.oldest)
         data = {fname: col.from_row(row) for fname, col in mapping.items()}
         project = data.get(tmap.coll.project) if tmap.coll.project else None
         return Record(data[tmap.coll.key], project, version, row["rs_revision"], data)
