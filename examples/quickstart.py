@@ -5,7 +5,8 @@ Source object and added a "failed" status. Both releases run at once during
 a rolling upgrade, so each must read what the other writes. The version
 history declared on the N+1 class is all rollsafe needs to convert both ways.
 
-Run it with ``./scripts/quickstart`` (or ``python examples/quickstart.py``).
+Run it with ``python examples/quickstart.py`` (``./scripts/quickstart`` runs the
+live-upgrade demo).
 """
 
 from __future__ import annotations

@@ -156,8 +156,10 @@ def join_source(source: SourceSpec) -> str:
 
 def split_source(text: str, private: bool = False) -> SourceSpec:
     """The source a string of :func:`join_source`'s form holds."""
-    url, _, revision = text.partition("#")
-    return SourceSpec(url, revision or None, private)
+    url, mark, revision = text.partition("#")
+    # "url#" keeps its empty revision, so that joining gives the same string
+    # back (release N may have stored any string: nothing is lost either way).
+    return SourceSpec(url, revision if mark else None, private)
 
 
 def check_name(kind: str, value: object) -> str:

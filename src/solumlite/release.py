@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -100,6 +100,10 @@ class Release(ABC):
         if set(self.classes) != set(TABLES):
             raise TypeError(f"release {name}: expected classes {sorted(TABLES)}")
         self._store: Store | None = None
+        #: Called as ``hook(project, run)`` after each workflow this process
+        #: starts: how the service that started it hands it to the workers
+        #: (as Solum's API casts a build to its workers). A hook must not raise.
+        self.workflow_started: list[Callable[[str, Run], None]] = []
 
     def __repr__(self) -> str:
         return f"<solumlite release {self.name}>"
@@ -176,9 +180,12 @@ class Release(ABC):
         conductor's store, or an embedded service's)."""
         self._store = store
 
-    def unbind(self) -> None:
-        """Forget the bound store (flows then refuse to run here)."""
-        self._store = None
+    def unbind(self, store: Store | None = None) -> None:
+        """Forget the bound store (flows then refuse to run here); given
+        ``store``, only if it is the bound one (a successor may have bound
+        its own)."""
+        if store is None or self._store is store:
+            self._store = None
 
     @contextmanager
     def bound(self, store: Store) -> Iterator[Store]:
@@ -245,6 +252,8 @@ class Release(ABC):
     def start_workflow(self, project: str, app_id: uuid.UUID | str) -> Run:
         """Start a workflow of an app (:func:`solumlite.flows.start`)."""
         run: Run = _remote(self.workflow).start(project, str(app_id))
+        for hook in list(self.workflow_started):
+            hook(project, run)
         return run
 
     def advance_workflow(self, project: str, key: uuid.UUID | str, *, succeeded: bool = True,

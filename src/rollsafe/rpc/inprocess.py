@@ -3,7 +3,10 @@
 Every message is encoded to JSON bytes and decoded again on the other side,
 as it would be on a real wire, so no object reference is ever shared
 between "services". Each topic's handler runs on its own worker threads;
-``call`` waits for the reply up to its timeout.
+``call`` waits for the reply up to its timeout. Several servers may serve
+one topic (as consumers share a queue on a broker): each message goes to
+one of them, in turn, so a service can be replaced by starting the new one
+before stopping the old.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 
 from rollsafe.rpc.transport import (
     Handler,
-    RpcError,
     RpcTimeoutError,
     Server,
     Transport,
@@ -61,34 +63,47 @@ class _Topic(Server):
 
 
 class InProcessTransport(Transport):
-    """Topics served by handlers in this process (``workers`` threads each)."""
+    """Topics served by handlers in this process (``workers`` threads each).
+    A topic served by several handlers gives each message to one of them,
+    in turn."""
 
     def __init__(self, *, workers: int = 4) -> None:
         self.workers = workers
-        self._topics: dict[str, _Topic] = {}
+        self._topics: dict[str, list[_Topic]] = {}
+        self._turn = 0
         self._lock = threading.Lock()
 
     def serve(self, topic: str, handler: Handler) -> Server:
+        server = _Topic(self, topic, handler, self.workers)
         with self._lock:
-            if topic in self._topics:
-                raise RpcError(f"topic {topic!r} is already served in this process")
-            server = self._topics[topic] = _Topic(self, topic, handler, self.workers)
+            self._topics.setdefault(topic, []).append(server)
         return server
 
     def _drop(self, server: _Topic) -> None:
         with self._lock:
-            if self._topics.get(server.topic) is server:
-                del self._topics[server.topic]
+            servers = self._topics.get(server.topic, [])
+            if server in servers:
+                servers.remove(server)
+            if not servers:
+                self._topics.pop(server.topic, None)
 
-    def _topic(self, topic: str) -> _Topic:
-        with self._lock:
-            found = self._topics.get(topic)
-        if found is None:
-            raise RpcTimeoutError(f"nothing serves topic {topic!r}")
-        return found
+    def _submit(self, topic: str, message: Any) -> Future[Any]:
+        """Hand ``message`` to one server of ``topic`` (the next in turn
+        that is not stopping)."""
+        while True:
+            with self._lock:
+                servers = self._topics.get(topic)
+                if not servers:
+                    raise RpcTimeoutError(f"nothing serves topic {topic!r}")
+                self._turn += 1
+                server = servers[self._turn % len(servers)]
+            try:
+                return server.submit(message)
+            except RpcTimeoutError:
+                self._drop(server)  # it is stopping: another one may serve
 
     def call(self, topic: str, message: dict[str, Any], *, timeout: float) -> Any:
-        future = self._topic(topic).submit(plain_copy(message))
+        future = self._submit(topic, plain_copy(message))
         try:
             reply = future.result(timeout=timeout)
         except FutureTimeout:
@@ -96,10 +111,10 @@ class InProcessTransport(Transport):
         return unwrap_reply(reply)
 
     def cast(self, topic: str, message: dict[str, Any]) -> None:
-        self._topic(topic).submit(plain_copy(message))
+        self._submit(topic, plain_copy(message))
 
     def close(self) -> None:
         with self._lock:
-            servers = list(self._topics.values())
+            servers = [s for group in self._topics.values() for s in group]
         for server in servers:
             server.stop()

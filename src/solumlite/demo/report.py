@@ -14,7 +14,7 @@ from pathlib import Path
 
 from solumlite.demo.timeline import DemoSummary, Timeline, percentile
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["render_html", "render_text", "write_html"]
 
 _WIDTH, _LEFT, _RIGHT = 960, 70, 20
 _PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948"]
@@ -54,18 +54,23 @@ def render_html(timeline: Timeline, summary: DemoSummary, *, title: str) -> str:
         f"{summary.requests} requests, {summary.failed} failed, {summary.retried} retried; "
         f"{summary.writes_checked} writes checked, {summary.writes_lost} lost; "
         f"{summary.duration:.1f} s.</p>",
+        _ratio(summary),
         _phase_table(summary),
         "<h2>Timeline</h2>",
         _requests_chart(x, per_second, failures, timeline),
         _latency_chart(x, per_second, timeline),
         _release_lanes(x, timeline),
         _versions_table(summary),
+        _store_counts_table(summary),
+        _events_list(summary),
     ]
-    if summary.errors:
-        parts.append("<h2>Errors</h2><table><tr><th>error</th><th>count</th></tr>")
-        parts += [f"<tr><td>{html.escape(e)}</td><td>{n}</td></tr>"
-                  for e, n in sorted(summary.errors.items())]
-        parts.append("</table>")
+    for heading, errors in (("Errors", summary.errors),
+                            ("Errors in the background", summary.background_errors)):
+        if errors:
+            parts.append(f"<h2>{heading}</h2><table><tr><th>error</th><th>count</th></tr>")
+            parts += [f"<tr><td>{html.escape(e)}</td><td>{n}</td></tr>"
+                      for e, n in sorted(errors.items())]
+            parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -198,3 +203,77 @@ def _versions_table(summary: DemoSummary) -> str:
         for n in names)
     return ("<h2>Versions seen</h2><table id='versions'><tr><th>object</th>"
             f"<th>on the wire</th><th>in the store</th></tr>{rows}</table>")
+
+
+def _ratio(summary: DemoSummary) -> str:
+    ratio = summary.upgrade_p99_ratio
+    if ratio is None:
+        return ""
+    return (f"<p id='ratio'>p99 latency during the upgrade: {summary.upgrade_p99_ms:.1f} ms, "
+            f"{ratio:.2f}x the steady p99 before it ({summary.steady_p99_ms:.1f} ms; "
+            "the target is at most 2x).</p>")
+
+
+def _store_counts_table(summary: DemoSummary) -> str:
+    if not summary.store_counts:
+        return ""
+    names = sorted({n for _, counts in summary.store_counts for n in counts})
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for label, counts in summary.store_counts:
+        cells = "".join(
+            "<td>" + html.escape(", ".join(f"{v}: {c}" for v, c in sorted(
+                counts.get(n, {}).items()) if c)) + "</td>" for n in names)
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    return ("<h2>Records in the store, by version</h2><table id='stored'>"
+            f"<tr><th>after</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def _events_list(summary: DemoSummary) -> str:
+    if not summary.events:
+        return ""
+    items = "".join(f"<li>{t:.1f}s: {html.escape(text)}</li>" for t, text in summary.events)
+    return f"<h2>What happened</h2><ol id='events'>{items}</ol>"
+
+
+def render_text(summary: DemoSummary, *, report: Path | None = None,
+                problems: list[str] | None = None) -> str:
+    """The report as plain text, for the terminal."""
+    verdict = "PASSED" if summary.passed and not problems else "FAILED"
+    lines = [
+        f"live upgrade N -> N+1: {verdict}",
+        f"  requests   {summary.requests} sent, {summary.succeeded} succeeded, "
+        f"{summary.failed} failed, {summary.retried} retried",
+        f"  writes     {summary.writes_checked} checked afterwards, {summary.writes_lost} lost",
+    ]
+    if summary.upgrade_p99_ratio is not None:
+        lines.append(f"  p99        {summary.upgrade_p99_ms:.1f} ms during the upgrade, "
+                     f"{summary.steady_p99_ms:.1f} ms steady before it: "
+                     f"{summary.upgrade_p99_ratio:.2f}x (target: at most 2x)")
+    lines.append(f"  {'phase':<12}{'seconds':>8}{'requests':>10}{'failed':>8}"
+                 f"{'p50 ms':>9}{'p99 ms':>9}")
+    lines += [f"  {p.phase:<12}{p.seconds:>8.1f}{p.requests:>10}{p.failed:>8}"
+              f"{p.p50_ms:>9.1f}{p.p99_ms:>9.1f}" for p in summary.phases]
+    lines.append("  versions   on the wire: " + _version_text(summary.wire_versions))
+    lines.append("             in the store: " + _version_text(summary.store_versions))
+    if summary.store_counts:
+        label, counts = summary.store_counts[-1]
+        lines.append(f"             stored after {label}: " + "; ".join(
+            f"{name} " + ", ".join(f"{v}x{c}" for v, c in sorted(versions.items()) if c)
+            for name, versions in sorted(counts.items()) if any(versions.values())))
+    for heading, errors in (("errors", summary.errors),
+                            ("background errors", summary.background_errors)):
+        if errors:
+            lines.append(f"  {heading}:")
+            lines += [f"    {count} x {error}" for error, count in
+                      sorted(errors.items(), key=lambda item: -item[1])[:10]]
+    if problems:
+        lines.append("  lost or changed writes:")
+        lines += [f"    {problem}" for problem in problems[:20]]
+    if report is not None:
+        lines.append(f"  report     {report}")
+    return "\n".join(lines)
+
+
+def _version_text(versions: dict[str, list[str]]) -> str:
+    return "; ".join(f"{name} {', '.join(found)}" for name, found in sorted(versions.items()))

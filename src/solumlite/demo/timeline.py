@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +65,29 @@ class DemoSummary:
     wire_versions: dict[str, list[str]]
     store_versions: dict[str, list[str]]
     errors: dict[str, int] = field(default_factory=dict)
+    #: Failures away from the clients (a worker's workflow step), by message.
+    background_errors: dict[str, int] = field(default_factory=dict)
+    #: (label, object name -> version -> records), stored versions counted
+    #: at the end of each phase.
+    store_counts: list[tuple[str, dict[str, dict[str, int]]]] = field(default_factory=list)
+    #: (seconds, text): what the orchestrator did, in order.
+    events: list[tuple[float, str]] = field(default_factory=list)
+    #: p99 (ms) of the steady phase before the upgrade and of the upgrade
+    #: phases together, when the run named them (see :meth:`Timeline.summary`).
+    steady_p99_ms: float | None = None
+    upgrade_p99_ms: float | None = None
 
     @property
     def passed(self) -> bool:
-        """No failed request and no lost write."""
-        return self.failed == 0 and self.writes_lost == 0
+        """No failed request, no lost write, no failure in the background."""
+        return self.failed == 0 and self.writes_lost == 0 and not self.background_errors
+
+    @property
+    def upgrade_p99_ratio(self) -> float | None:
+        """p99 during the upgrade over steady p99 (the target is at most 2)."""
+        if not self.steady_p99_ms or self.upgrade_p99_ms is None:
+            return None
+        return round(self.upgrade_p99_ms / self.steady_p99_ms, 2)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json`` and the HTML report)."""
@@ -80,7 +98,12 @@ class DemoSummary:
             "duration_s": round(self.duration, 3),
             "phases": [vars(p) for p in self.phases],
             "wire_versions": self.wire_versions, "store_versions": self.store_versions,
-            "errors": self.errors,
+            "errors": self.errors, "background_errors": self.background_errors,
+            "store_counts": [{"after": label, "counts": counts}
+                             for label, counts in self.store_counts],
+            "events": [{"t": round(t, 3), "event": text} for t, text in self.events],
+            "steady_p99_ms": self.steady_p99_ms, "upgrade_p99_ms": self.upgrade_p99_ms,
+            "upgrade_p99_ratio": self.upgrade_p99_ratio,
         }
 
 
@@ -109,6 +132,11 @@ class Timeline:
         self.releases: list[tuple[float, str, str | None]] = []
         self.wire_versions: Counter[tuple[str, str]] = Counter()
         self.store_versions: Counter[tuple[str, str]] = Counter()
+        self.background_errors: Counter[str] = Counter()
+        #: (label, object name -> version -> records), in order.
+        self.store_counts: list[tuple[str, dict[str, dict[str, int]]]] = []
+        #: (time, text), in order.
+        self.events: list[tuple[float, str]] = []
         self._ended: float | None = None
 
     def now(self) -> float:
@@ -136,15 +164,35 @@ class Timeline:
         with self._lock:
             self.samples.append(sample)
 
-    def saw_on_wire(self, name: str, version: str) -> None:
-        """An object ``name`` crossed the wire at ``version``."""
+    def saw_on_wire(self, name: str, version: str, times: int = 1) -> None:
+        """An object ``name`` crossed the wire at ``version`` (``times`` times)."""
         with self._lock:
-            self.wire_versions[(name, version)] += 1
+            self.wire_versions[(name, version)] += times
 
     def saw_in_store(self, name: str, version: str) -> None:
         """A record of ``name`` was stored at ``version``."""
         with self._lock:
             self.store_versions[(name, version)] += 1
+
+    def background_error(self, message: str) -> None:
+        """Something failed away from the clients (a worker's step, say)."""
+        with self._lock:
+            self.background_errors[message] += 1
+
+    def event(self, text: str) -> None:
+        """Note what the orchestrator did now."""
+        with self._lock:
+            self.events.append((self.now(), text))
+
+    def stored(self, label: str, counts: dict[str, dict[str, int]]) -> None:
+        """The store holds ``counts`` (name -> version -> records) after
+        ``label``; each version present is also seen in the store."""
+        with self._lock:
+            self.store_counts.append((label, {n: dict(v) for n, v in counts.items()}))
+            for name, versions in counts.items():
+                for version, records in versions.items():
+                    if records:
+                        self.store_versions[(name, version)] += records
 
     def end(self) -> None:
         """Mark the end of the run."""
@@ -164,12 +212,18 @@ class Timeline:
         return [(name, at, marks[i + 1][0] if i + 1 < len(marks) else end)
                 for i, (at, name) in enumerate(marks)]
 
-    def summary(self, *, writes_checked: int, writes_lost: int) -> DemoSummary:
-        """The run's figures, given what the final check of the writes found."""
+    def summary(self, *, writes_checked: int, writes_lost: int, steady_phase: str | None = None,
+                upgrade_phases: Sequence[str] = ()) -> DemoSummary:
+        """The run's figures, given what the final check of the writes found.
+        With ``steady_phase`` and ``upgrade_phases``, also the p99 of each
+        (the upgrade phases' requests taken together)."""
         with self._lock:
             samples = list(self.samples)
             wire = _versions(self.wire_versions)
             stored = _versions(self.store_versions)
+            background = dict(self.background_errors)
+            store_counts = list(self.store_counts)
+            events = list(self.events)
         phases = []
         for name, start, end in self.phase_spans():
             in_phase = [s for s in samples if s.phase == name]
@@ -180,11 +234,19 @@ class Timeline:
                 p50_ms=round(percentile(latencies, 50), 2),
                 p99_ms=round(percentile(latencies, 99), 2)))
         errors = Counter(s.error or "unknown" for s in samples if not s.ok)
+
+        def p99(phases: Sequence[str]) -> float | None:
+            latencies = [s.latency * 1000 for s in samples if s.ok and s.phase in phases]
+            return round(percentile(latencies, 99), 2) if latencies else None
+
         return DemoSummary(
             requests=len(samples), succeeded=sum(s.ok for s in samples),
             failed=sum(not s.ok for s in samples), retried=sum(s.retried for s in samples),
             writes_checked=writes_checked, writes_lost=writes_lost, duration=self.duration,
-            phases=phases, wire_versions=wire, store_versions=stored, errors=dict(errors))
+            phases=phases, wire_versions=wire, store_versions=stored, errors=dict(errors),
+            background_errors=background, store_counts=store_counts, events=events,
+            steady_p99_ms=None if steady_phase is None else p99([steady_phase]),
+            upgrade_p99_ms=p99(upgrade_phases) if upgrade_phases else None)
 
 
 def _versions(counter: Counter[tuple[str, str]]) -> dict[str, list[str]]:

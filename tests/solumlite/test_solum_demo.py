@@ -1,0 +1,123 @@
+"""The live-upgrade demo (``solumlite demo``) end to end: release N rolled
+to N+1 under client traffic over real HTTP, on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from typer.testing import CliRunner
+
+from solumlite.cli import app
+from solumlite.demo.scenario import PHASES
+from solumlite.releases import n, n1
+
+
+def _demo(tmp_path: Path, *extra: str, duration: str = "10") -> tuple[int, dict[str, Any], Path]:
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["demo", "--duration", duration, "--report", str(report),
+                                      "--json", "--quiet", "--clients", "2", "--seed", "7",
+                                      *extra])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, json.loads(result.stdout), report
+
+
+def _page(report: Path) -> ElementTree.Element:
+    text = report.read_text(encoding="utf-8")
+    body = re.search(r"<body>(.*)</body>", text, re.S)
+    assert body is not None
+    return ElementTree.fromstring(f"<div>{body.group(1)}</div>")
+
+
+def test_a_rolling_upgrade_under_traffic_fails_no_request_and_loses_no_write(
+        tmp_path: Path) -> None:
+    code, summary, report = _demo(tmp_path)
+
+    assert code == 0, summary
+    assert summary["passed"] and summary["failed"] == 0 and summary["writes_lost"] == 0
+    assert summary["requests"] > 50 and summary["succeeded"] == summary["requests"]
+    assert summary["writes_checked"] > 0 and summary["background_errors"] == {}
+    assert [p["phase"] for p in summary["phases"]] == list(PHASES)
+    assert all(p["requests"] > 0 for p in summary["phases"])
+    # both releases' versions crossed the wire and were stored...
+    assert {"1.0", "1.1"} <= set(summary["wire_versions"]["App"])
+    assert {"1.0", "1.1"} <= set(summary["store_versions"]["Workflow"])
+    # ...and after the migrations and contract only N+1's are left
+    after, counts = summary["store_counts"][-1]["after"], summary["store_counts"][-1]["counts"]
+    assert after == "steady N+1"
+    assert set(counts["App"]) == {"1.1"} and set(counts["Assembly"]) == {"1.1"}
+    events = [e["event"] for e in summary["events"]]
+    assert "expand: add_column solum_app.source__v1_1 (JSON)" in events
+    assert any(e.startswith("no release N service left; pins now App 1.1") for e in events)
+    assert "contract: remove_column solum_app.source (TEXT)" in events
+
+    page = _page(report)
+    assert "passed" in "".join(page.find(".//p[@id='verdict']").itertext())  # type: ignore[union-attr]
+    lanes = [r.findtext("title") for r in page.iter("rect") if r.get("class") == "lane"]
+    for slot in ("conductor", "worker-1", "worker-2", "api-1", "api-2"):
+        assert f"{slot}: N" in lanes and f"{slot}: N+1" in lanes
+    assert lanes.index("api-1: N") < lanes.index("api-1: N+1")
+    # the run leaves the releases as it found them: no indirection, no hook
+    assert n.REGISTRY.indirection is None and n1.REGISTRY.indirection is None
+    assert n.RELEASE.workflow_started == [] and n1.RELEASE.workflow_started == []
+
+
+def test_an_acknowledged_write_deleted_before_the_check_fails_the_run(tmp_path: Path) -> None:
+    code, summary, report = _demo(tmp_path, "--fault", "lost-write", duration="6")
+
+    assert code == 1
+    assert summary["failed"] == 0 and summary["writes_lost"] >= 1
+    assert not summary["passed"]
+    assert any("HTTP 404" in problem for problem in summary["problems"])
+    assert "FAILED" in "".join(_page(report).find(".//p[@id='verdict']").itertext())  # type: ignore[union-attr]
+
+
+def test_requests_failing_while_no_conductor_serves_fail_the_run(tmp_path: Path) -> None:
+    code, summary, _ = _demo(tmp_path, "--fault", "conductor-outage", duration="6")
+
+    assert code == 1
+    assert summary["failed"] >= 1 and not summary["passed"]
+    assert any("HTTP 503" in error for error in summary["errors"])
+
+
+def test_the_demo_refuses_bad_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--duration", "1", "--report",
+                                      str(tmp_path / "r.html")])
+    assert result.exit_code == 2
+    assert "at least 5 seconds" in result.output
+    result = CliRunner().invoke(app, ["demo", "--fault", "gremlins"])
+    assert result.exit_code == 2
+
+
+def test_the_same_upgrade_with_each_service_a_process_on_postgresql_and_rabbitmq(
+        tmp_path: Path, postgres_url: str, rabbit_url: str) -> None:
+    import sqlalchemy as sa
+
+    schema = "solum_demo_test"
+    admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:  # a schema of our own: the database is shared
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        db = f"{postgres_url}?options=-csearch_path%3D{schema}"
+        code, summary, report = _demo(tmp_path, "--db", db, "--transport", rabbit_url,
+                                      "--apis", "1", "--workers", "1", "--logs",
+                                      str(tmp_path / "logs"), duration="8")
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
+
+    assert code == 0, summary
+    assert summary["failed"] == 0 and summary["writes_lost"] == 0 and summary["passed"]
+    assert [p["phase"] for p in summary["phases"]] == list(PHASES)
+    assert {"1.0", "1.1"} <= set(summary["wire_versions"]["App"])  # seen by the services
+    assert set(summary["store_counts"][-1]["counts"]["App"]) == {"1.1"}
+    logs = sorted(p.name for p in (tmp_path / "logs").glob("*.log"))
+    assert [name.split("-")[0] for name in logs].count("conductor") == 3  # N, N+1, contracted
+    lanes = [r.findtext("title") for r in _page(report).iter("rect") if r.get("class") == "lane"]
+    assert {"conductor: N", "conductor: N+1", "worker-1: N+1", "api-1: N+1"} <= set(lanes)
