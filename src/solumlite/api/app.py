@@ -15,7 +15,8 @@ store or the conductor.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -39,9 +40,12 @@ from solumlite.api.models import (
     RunOut,
     WorkflowOut,
 )
-from solumlite.domain import Run, SourceSpec, language_pack_id, utcnow
+from solumlite.domain import Listing, Run, SourceSpec, Stored, language_pack_id, utcnow
 from solumlite.release import Release
 from solumlite.status import ReleaseStatus, StatusSource
+
+#: A response model of one listed object.
+Out = TypeVar("Out")
 
 __all__ = ["MAX_BODY", "create_api"]
 
@@ -107,6 +111,11 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
         return RunOut(workflow=WorkflowOut.of(release, run["workflow"]),
                       assembly=AssemblyOut.of(release, run["assembly"]))
 
+    def page_out(out: Callable[[Release, Stored[Any]], Out], found: Listing[Any]
+                 ) -> PageOut[Out]:
+        return PageOut(items=[out(release, stored) for stored in found["items"]],
+                       next_cursor=found["next_cursor"])
+
     @api.get("/healthz", response_model=HealthOut, tags=["service"])
     def healthz() -> HealthOut:
         """The service is up; its release and the object versions it reads."""
@@ -117,9 +126,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     def list_packs(project: Project, limit: Limit = 20, cursor: Cursor = None
                    ) -> PageOut[LanguagePackOut]:
         """The project's language packs, oldest first."""
-        found = release.page(pack_cls, project, limit=limit, cursor=cursor)
-        return PageOut(items=[LanguagePackOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        return page_out(LanguagePackOut.of, release.page(pack_cls, project,
+                                                         limit=limit, cursor=cursor))
 
     @api.post("/v1/languagepacks", status_code=201, tags=["language packs"])
     def create_pack(project: Project, body: LanguagePackIn) -> LanguagePackOut:
@@ -145,9 +153,7 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     def list_apps(project: Project, limit: Limit = 20, cursor: Cursor = None
                   ) -> PageOut[AppOut]:
         """The project's apps, oldest first."""
-        found = release.page(app_cls, project, limit=limit, cursor=cursor)
-        return PageOut(items=[AppOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        return page_out(AppOut.of, release.page(app_cls, project, limit=limit, cursor=cursor))
 
     @api.post("/v1/apps", status_code=201, tags=["apps"])
     def create_app(project: Project, body: AppIn) -> AppOut:
@@ -187,9 +193,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     def list_workflows(project: Project, limit: Limit = 20, cursor: Cursor = None,
                        app_id: AppFilter = None) -> PageOut[WorkflowOut]:
         """The project's workflows (or one app's), oldest first."""
-        found = release.page(wf_cls, project, limit=limit, cursor=cursor, app_id=app_id)
-        return PageOut(items=[WorkflowOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        return page_out(WorkflowOut.of, release.page(wf_cls, project,
+                                                     limit=limit, cursor=cursor, app_id=app_id))
 
     @api.get("/v1/workflows/{workflow_id}", tags=["workflows"])
     def get_workflow(project: Project, workflow_id: uuid.UUID) -> WorkflowOut:
@@ -210,10 +215,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     def list_assemblies(project: Project, limit: Limit = 20, cursor: Cursor = None,
                         app_id: AppFilter = None) -> PageOut[AssemblyOut]:
         """The project's assemblies (or one app's), oldest first."""
-        found = release.page(release.assembly, project, limit=limit, cursor=cursor,
-                             app_id=app_id)
-        return PageOut(items=[AssemblyOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        return page_out(AssemblyOut.of, release.page(release.assembly, project,
+                                                     limit=limit, cursor=cursor, app_id=app_id))
 
     @api.get("/v1/assemblies/{assembly_id}", tags=["assemblies"])
     def get_assembly(project: Project, assembly_id: uuid.UUID) -> AssemblyOut:
@@ -224,19 +227,16 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     def list_components(project: Project, limit: Limit = 20, cursor: Cursor = None,
                         app_id: AppFilter = None) -> PageOut[ComponentOut]:
         """The project's components (or one app's), oldest first."""
-        found = release.page(release.component, project, limit=limit, cursor=cursor,
-                             app_id=app_id)
-        return PageOut(items=[ComponentOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        return page_out(ComponentOut.of, release.page(release.component, project,
+                                                      limit=limit, cursor=cursor, app_id=app_id))
 
     @api.get("/v1/deploymentunits", tags=["assemblies"])
     def list_units(project: Project, limit: Limit = 20, cursor: Cursor = None,
                    app_id: AppFilter = None) -> PageOut[DeploymentUnitOut]:
         """The project's deployment units (or one app's), oldest first."""
-        found = release.page(release.deployment_unit, project, limit=limit,
-                             cursor=cursor, app_id=app_id)
-        return PageOut(items=[DeploymentUnitOut.of(release, s) for s in found["items"]],
-                       next_cursor=found["next_cursor"])
+        found = release.page(release.deployment_unit, project, limit=limit, cursor=cursor,
+                             app_id=app_id)
+        return page_out(DeploymentUnitOut.of, found)
 
     if operator is not None:
         install_dashboard(api, operator=operator,
