@@ -15,7 +15,7 @@ from rich.table import Table
 
 from rollsafe.objects.registry import Registry
 
-__all__ = ["app", "load_registry", "main"]
+__all__ = ["app", "import_attribute", "load_registry", "main"]
 
 app = typer.Typer(
     name="rollsafe",
@@ -40,22 +40,29 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
-def load_registry(spec: str) -> Registry:
-    """Import ``module:attribute`` and return the registry it names; exit
-    with EXIT_USAGE and a message saying what is wrong otherwise."""
+def import_attribute(spec: str, option: str, example: str) -> Any:
+    """Import ``module:attribute`` (the value of ``option``) and return the
+    attribute; exit with EXIT_USAGE and a message saying what is wrong
+    otherwise (``example`` shows the expected form)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        _fail(f"--registry {spec!r}: expected MODULE:NAME, e.g. myservice.objects:registry")
+        _fail(f"{option} {spec!r}: expected MODULE:NAME, e.g. {example}")
     if "" not in sys.path:
         sys.path.insert(0, "")  # so a module in the working directory can be named
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any error while importing user code is a usage error here
-        _fail(f"--registry {spec!r}: importing {module_name!r} failed: "
+        _fail(f"{option} {spec!r}: importing {module_name!r} failed: "
               f"{type(exc).__name__}: {exc}")
     if not hasattr(module, attr):
-        _fail(f"--registry {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    registry = getattr(module, attr)
+        _fail(f"{option} {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def load_registry(spec: str) -> Registry:
+    """Import ``module:attribute`` and return the registry it names; exit
+    with EXIT_USAGE and a message saying what is wrong otherwise."""
+    registry = import_attribute(spec, "--registry", "myservice.objects:registry")
     if not isinstance(registry, Registry):
         _fail(f"--registry {spec!r} is a {type(registry).__name__}, not a rollsafe Registry")
     return registry
@@ -174,28 +181,18 @@ UrlOption = Annotated[str, typer.Option(
 
 
 def _load_sql(url: str, spec: str | list[Any]) -> tuple[Any, list[Any]]:
+    """The SQL backend at ``url`` and the collections: those of a --service
+    (a list), or those ``--collections MODULE:NAME`` names."""
     from rollsafe.storage.collection import Collection
     from rollsafe.storage.sql import SqlBackend
 
     if isinstance(spec, list):  # the collections of a --service
-        if not url.startswith(("sqlite", "postgresql", "postgres")):
-            _fail("db commands need a SQL --url (sqlite:/// or postgresql://)")
-        try:
-            return SqlBackend(url), spec
-        except Exception as exc:
-            _fail(f"--url: {type(exc).__name__}: {exc}")
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        _fail(f"--collections {spec!r}: expected MODULE:NAME")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        value = getattr(importlib.import_module(module_name), attr)
-    except Exception as exc:
-        _fail(f"--collections {spec!r}: {type(exc).__name__}: {exc}")
-    collections = list(value) if isinstance(value, list | tuple) else [value]
-    if not collections or not all(isinstance(c, Collection) for c in collections):
-        _fail(f"--collections {spec!r} must name a Collection or a list of them")
+        collections = spec
+    else:
+        value = import_attribute(spec, "--collections", "myservice.storage:COLLECTIONS")
+        collections = list(value) if isinstance(value, list | tuple) else [value]
+        if not collections or not all(isinstance(c, Collection) for c in collections):
+            _fail(f"--collections {spec!r} must name a Collection or a list of them")
     if not url.startswith(("sqlite", "postgresql", "postgres")):
         _fail("db commands need a SQL --url (sqlite:/// or postgresql://)")
     try:

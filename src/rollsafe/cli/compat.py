@@ -21,6 +21,7 @@ from rollsafe.cli.app import (
     RegistryOption,
     _fail,
     _load_registry_or_definition_error,
+    import_attribute,
     out,
 )
 from rollsafe.errors import SnapshotError
@@ -97,20 +98,9 @@ def snapshot(
 
 
 def _load_release_history(spec: str) -> ReleaseHistory:
-    import importlib
-    import sys
-
     from rollsafe.rpc.releases import ReleaseHistory
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        _fail(f"--releases {spec!r}: expected MODULE:NAME")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # so a module in the working directory can be named
-    try:
-        value = getattr(importlib.import_module(module_name), attr)
-    except Exception as exc:  # any error while importing user code is a usage error here
-        _fail(f"--releases {spec!r}: {type(exc).__name__}: {exc}")
+    value = import_attribute(spec, "--releases", "myservice.upgrade:RELEASES")
     if not isinstance(value, ReleaseHistory):
         _fail(f"--releases {spec!r} is a {type(value).__name__}, not a ReleaseHistory")
     return value

@@ -10,13 +10,11 @@ when they cannot, as :func:`~rollsafe.cli.app.load_registry` does.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Annotated
 
 import typer
 
-from rollsafe.cli.app import _fail
+from rollsafe.cli.app import _fail, import_attribute
 from rollsafe.storage.store import Store
 from rollsafe.upgrade.definition import ServiceDefinition
 
@@ -32,19 +30,7 @@ def load_service(spec: str, option: str = "--service") -> ServiceDefinition:
     """Import ``module:attribute`` and return the :class:`ServiceDefinition`
     it names; exit with code 2 and a message saying what is wrong
     otherwise (``option`` is the option name the message quotes)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        _fail(f"{option} {spec!r}: expected MODULE:NAME, e.g. myservice.upgrade:SERVICE")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # so a module in the working directory can be named
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any error while importing user code is a usage error here
-        _fail(f"{option} {spec!r}: importing {module_name!r} failed: "
-              f"{type(exc).__name__}: {exc}")
-    if not hasattr(module, attr):
-        _fail(f"{option} {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    service = getattr(module, attr)
+    service = import_attribute(spec, option, "myservice.upgrade:SERVICE")
     if not isinstance(service, ServiceDefinition):
         _fail(f"{option} {spec!r} is a {type(service).__name__}, not a rollsafe "
               "ServiceDefinition (from rollsafe.upgrade import ServiceDefinition)")
