@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -282,8 +282,7 @@ class Fleet:
             generation = self._generation
 
         def query() -> dict[str, str]:
-            pins = _lowest(self.live())
-            pins.update(self.manual_pins)
+            pins = self.pins_of(self.live())
             with self._lock:
                 if self._generation == generation:
                     self._pins = pins
@@ -291,6 +290,14 @@ class Fleet:
             return pins
 
         return dict(self._refreshes.run(query, key=generation))
+
+    def pins_of(self, live: Sequence[ServiceRecord]) -> dict[str, str]:
+        """The pins the services ``live`` give (the lowest version each
+        object has among them, ``manual_pins`` overriding), for a caller
+        that has already read the live records; no query, no caching."""
+        pins = _lowest(live)
+        pins.update(self.manual_pins)
+        return pins
 
     def pins(self) -> dict[str, str]:
         """Object name -> the lowest version any live service knows (patch
@@ -315,7 +322,7 @@ class Fleet:
         return self.pins()
 
 
-def _lowest(records: list[ServiceRecord]) -> dict[str, str]:
+def _lowest(records: Sequence[ServiceRecord]) -> dict[str, str]:
     """Name -> the lowest version across ``records``, as ``"major.minor"``
     (malformed versions ignored)."""
     lowest: dict[str, tuple[int, int]] = {}

@@ -118,10 +118,15 @@ class CheckContext:
         return self.fleet.live()
 
     @cached_property
+    def pins(self) -> dict[str, str]:
+        """The fleet's pins, from :attr:`live` (no further query)."""
+        return self.fleet.pins_of(self.live)
+
+    @cached_property
     def migrations(self) -> list[MigrationLeft]:
         """What each online migration has left, counted on first use at
         the fleet's pins (see :func:`~rollsafe.upgrade.status.migrations_left`)."""
-        return migrations_left(self.service, self.store, self.fleet)
+        return migrations_left(self.service, self.store, pins=self.pins)
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,7 @@ def _pins_at_release(context: CheckContext) -> CheckResult:
     if not context.live:
         return CheckResult.success("no live service: nothing holds the pins")
     expected = releases.manifest(releases.latest)
-    states = pin_states(context.fleet.refresh(), expected, context.live)
+    states = pin_states(context.pins, expected, context.live)
     behind = [p for p in states if p.behind]
     ahead = [p for p in states if p.pinned is not None and p.expected is not None
              and older(p.expected, p.pinned)]

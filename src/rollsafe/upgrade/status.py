@@ -112,20 +112,23 @@ class MigrationLeft:
         return {"name": self.name, "remaining": self.remaining, "error": self.error}
 
 
-def migrations_left(service: ServiceDefinition, store: Store, fleet: Fleet | None = None
-                    ) -> list[MigrationLeft]:
+def migrations_left(service: ServiceDefinition, store: Store, fleet: Fleet | None = None,
+                    *, pins: Mapping[str, str] | None = None) -> list[MigrationLeft]:
     """Per registered online migration (registration order), the records it
-    has left, counted without writing. With ``fleet``, counted as the
-    services and ``rollsafe migrate`` see it: writing at the fleet's pins
-    (a record already at the pinned version is not left to rewrite while
-    an older service still needs that version). A count that raises is
-    reported with its error, never taken for "nothing left"."""
+    has left, counted without writing. With ``fleet`` (or its ``pins``,
+    already computed), counted as the services and ``rollsafe migrate`` see
+    it: writing at the fleet's pins (a record already at the pinned version
+    is not left to rewrite while an older service still needs that
+    version). A count that raises is reported with its error, never taken
+    for "nothing left"."""
     if service.migrations is None:
         return []
-    if fleet is not None:
+    if pins is None and fleet is not None:
+        pins = fleet.refresh()
+    if pins is not None:
         from rollsafe.storage.store import Store
 
-        store = Store(store.backend, store.collections, storage_versions=fleet.refresh())
+        store = Store(store.backend, store.collections, storage_versions=dict(pins))
     found = []
     for migration in service.migrations:
         try:
@@ -216,17 +219,19 @@ def fleet_status(service: ServiceDefinition, store: Store, fleet: Fleet | None =
 
     fleet = fleet if fleet is not None else service.fleet(store)
     now = fleet.clock().astimezone(UTC)
-    services = _states(fleet, list(store.stream(ServiceRecord)), now)
+    records = list(store.stream(ServiceRecord))  # the one read of the fleet
+    services = _states(fleet, records, now)
     live = [s for s in services if s.live]
+    live_ids = {s.id for s in live}
+    pinned = fleet.pins_of([r for r in records if r.id in live_ids])
     releases = service.releases
     expected = releases.manifest(releases.latest) if releases is not None else {}
-    pins = pin_states(fleet.refresh(), expected, live)
     return FleetStatus(
         service=service.name, at=now, stale_after=fleet.stale_after,
         release=releases.latest if releases is not None else None, services=services,
-        pins=pins,
+        pins=pin_states(pinned, expected, live),
         migrations=None if service.migrations is None
-        else migrations_left(service, store, fleet))
+        else migrations_left(service, store, pins=pinned))
 
 
 def _age(seconds: float) -> str:
