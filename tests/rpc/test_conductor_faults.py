@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from rollsafe.rpc import (
 )
 from rollsafe.rpc.requests import purge_requests
 from rollsafe.storage import Collection, Store, open_backend
+from support import WAIT, FakeClock, wait_for
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `import ledger_domain`, as the conductor process does
@@ -67,7 +67,6 @@ if TYPE_CHECKING:  # imported by the fixtures only: collecting imports no oslo.m
 #: No test here may take longer; past it the watchdog dumps every thread's
 #: stack and ends the run (a hang must never stall CI silently).
 TEST_BUDGET_SECONDS = 180
-WAIT = 10.0  # seconds any wait for something that should happen gets
 #: PostgreSQL sessions give up on a lock or a statement instead of waiting forever.
 PG_BOUNDS = "connect_timeout=10&options=-c%20lock_timeout%3D20000%20-c%20statement_timeout%3D60000"
 
@@ -145,15 +144,6 @@ def calls_go_to() -> Iterator[Callable[[RemoteIndirection], None]]:
     """Sets the ledger's indirection for one test, and clears it after."""
     yield lambda indirection: setattr(LEDGER, "indirection", indirection)
     LEDGER.indirection = None
-
-
-def wait_for(condition: Callable[[], bool], what: str, *, within: float = WAIT) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within} s")
-        time.sleep(0.01)
 
 
 def labels_in(store: Store) -> collections.Counter[str]:
@@ -579,19 +569,6 @@ def test_current_unit_outside_a_conductor_call_is_a_clear_error() -> None:
 
 
 # --- old request records expire -------------------------------------------------------
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 17, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def test_request_records_older_than_their_ttl_are_purged_in_batches(ledger: Store) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from rollsafe import Added, History, Registry, Version, VersionedObject
 from rollsafe.rpc import ObjectSerializer
 from rollsafe.rpc.fleet import SERVICES, Fleet, ServiceRecord, ServiceTooOldError
 from rollsafe.storage import Collection, Store, open_backend
+from support import FakeClock
 
 START = datetime(2024, 5, 17, 9, 0, tzinfo=UTC)
 
@@ -38,19 +39,6 @@ WIDGETS = Collection(Widget, key="id")
 def new_widget(**values: Any) -> Widget:
     """A Widget with the given field values."""
     return Widget(**values)
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 # --- fixtures ----------------------------------------------------------------------
@@ -82,7 +70,7 @@ def store(backend_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

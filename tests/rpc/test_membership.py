@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from rollsafe.errors import NotFoundError
 from rollsafe.rpc import FleetMembership, ObjectSerializer
 from rollsafe.rpc.fleet import SERVICES, Fleet, ServiceRecord, ServiceTooOldError
 from rollsafe.storage import Collection, Store, open_backend
-
-WAIT = 10.0  # seconds any wait for something that should happen gets
+from support import WAIT, FakeClock, wait_for
 
 reg = Registry("membershiptest")
 
@@ -40,27 +38,6 @@ class Gadget(VersionedObject, registry=reg):
 GADGETS = Collection(Gadget, key="id")
 OLD = {"Gadget": "1.0"}  # what release N reads
 NEW = reg.manifest()     # release N+1
-
-
-class FakeClock:
-    """A clock that moves only when told to (for staleness)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 17, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def wait_for(condition: Callable[[], bool], what: str, *, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within} s")
-        time.sleep(0.01)
 
 
 # --- fixtures ------------------------------------------------------------------

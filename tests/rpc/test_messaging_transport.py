@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,11 +21,10 @@ import pytest
 from rollsafe.errors import ConflictError
 from rollsafe.rpc.inprocess import InProcessTransport
 from rollsafe.rpc.transport import RemoteError, RpcError, RpcTimeoutError, Transport
+from support import WAIT, wait_for
 
 if TYPE_CHECKING:  # imported by the fixtures only: collecting imports no oslo.messaging
     from rollsafe.rpc.messaging import OsloMessagingTransport
-
-WAIT = 10.0  # seconds any wait for something that should happen gets
 
 
 def new_topic() -> str:
@@ -36,15 +35,6 @@ def oslo_transport(url: str, **options: Any) -> OsloMessagingTransport:
     from rollsafe.rpc.messaging import OsloMessagingTransport
 
     return OsloMessagingTransport(url, **options)
-
-
-def wait_for(condition: Callable[[], bool], what: str, *, within: float = WAIT) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within} s")
-        time.sleep(0.01)
 
 
 def joined(thread: threading.Thread, *, within: float = WAIT) -> None:

@@ -20,7 +20,6 @@ restarted, and N+1 sends and stores 1.1.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,8 +48,8 @@ from rollsafe.rpc import (
 from rollsafe.rpc.fleet import SERVICES, Fleet
 from rollsafe.rpc.transport import Handler, RpcError, Server, Transport
 from rollsafe.storage import Collection, Store, open_backend
+from support import WAIT, wait_for
 
-WAIT = 10.0
 STALE_AFTER = 1.5  # seconds: heartbeats every 0.5 s
 KEY_NAME, KEY_VERSION, KEY_DATA = ("versioned_object.name", "versioned_object.version",
                                    "versioned_object.data")
@@ -299,14 +298,6 @@ def stored_version(store: Store, key: str) -> tuple[str, dict[str, Any]]:
         record = tx.get(coll, key, None)
     assert record is not None, key
     return record.version, record.data
-
-
-def wait_for(condition: Callable[[], bool], what: str, *, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {within} s")
-        time.sleep(0.01)
 
 
 @pytest.fixture(params=["inprocess", "rabbitmq"])
