@@ -369,3 +369,135 @@ def test_an_api_without_store_access_serves_through_the_conductor(tmp_path: Path
         transport.close()
         n1.RELEASE.unbind()
         stores.close()
+
+
+# -- idempotency keys -------------------------------------------------------------------
+
+
+def keyed(key: str) -> dict[str, str]:
+    return {"Idempotency-Key": key}
+
+
+def apps_named(client: httpx.Client, name: str) -> list[dict[str, Any]]:
+    found, cursor = [], None
+    while True:
+        page = client.get("/v1/apps", params={"limit": 100, **({"cursor": cursor} if cursor
+                                                               else {})}).json()
+        found += [app for app in page["items"] if app["name"] == name]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def test_a_create_sent_again_with_its_key_is_done_once(api: Api) -> None:
+    pack, _ = pack_and_app(api.acme)
+    key = uuid.uuid4().hex
+    body = app_body(pack)
+    first = created(api.acme.post("/v1/apps", json=body, headers=keyed(key)))
+    # The answer was lost, say: the repeat (even with another body) gets the first answer.
+    again = created(api.acme.post("/v1/apps", json={**body, "description": "other"},
+                                  headers=keyed(key)))
+    assert again == first
+    assert len(apps_named(api.acme, body["name"])) == 1
+    other = created(api.acme.post("/v1/apps", json=app_body(pack), headers=keyed(uuid4hex())))
+    assert other["id"] != first["id"]
+
+
+def uuid4hex() -> str:
+    return uuid.uuid4().hex
+
+
+def test_a_workflow_start_and_a_change_sent_again_are_done_once(api: Api) -> None:
+    _, app = pack_and_app(api.acme)
+    start = keyed(uuid4hex())
+    run = created(api.acme.post(f"/v1/apps/{app['id']}/workflows", headers=start))
+    assert created(api.acme.post(f"/v1/apps/{app['id']}/workflows", headers=start)) == run
+    listed = api.acme.get("/v1/workflows", params={"app_id": app["id"]}).json()["items"]
+    assert [w["id"] for w in listed] == [run["workflow"]["id"]]
+
+    change = keyed(uuid4hex())
+    body = {"revision": app["revision"] + 1, "description": "once"}  # the start wrote the app
+    first = api.acme.patch(f"/v1/apps/{app['id']}", json=body, headers=change)
+    assert first.status_code == 200, first.text
+    # Without the key the repeat would be a stale write (409); with it, the first answer.
+    again = api.acme.patch(f"/v1/apps/{app['id']}", json=body, headers=change)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert api.acme.get(f"/v1/apps/{app['id']}").json()["revision"] == first.json()["revision"]
+    assert api.acme.patch(f"/v1/apps/{app['id']}", json=body).status_code == 409
+
+
+def test_a_delete_sent_again_with_its_key_answers_as_the_first(api: Api) -> None:
+    _, app = pack_and_app(api.acme)
+    key = keyed(uuid4hex())
+    assert api.acme.delete(f"/v1/apps/{app['id']}", headers=key).status_code == 204
+    assert api.acme.delete(f"/v1/apps/{app['id']}", headers=key).status_code == 204
+    assert error_of(api.acme.delete(f"/v1/apps/{app['id']}"), 404)["error"] == "not_found"
+
+
+def test_a_key_is_scoped_to_its_project_and_route(api: Api) -> None:
+    key = keyed(uuid4hex())
+    pack = unique("python")
+    mine = created(api.acme.post("/v1/languagepacks", json={"name": pack, "base_image": "x"},
+                                 headers=key))
+    theirs = created(api.globex.post("/v1/languagepacks",
+                                     json={"name": pack, "base_image": "x"}, headers=key))
+    assert theirs["id"] != mine["id"]
+    app = created(api.acme.post("/v1/apps", json=app_body(pack), headers=key))
+    assert app["name"] != mine["name"] and app["language_pack"] == pack
+
+
+@pytest.mark.parametrize("bad", ["", "a key", "k" * 256, "caf\u00e9"])
+def test_a_malformed_key_is_422_and_changes_nothing(api: Api, bad: str) -> None:
+    pack, _ = pack_and_app(api.acme)
+    body = app_body(pack)
+    response = api.acme.post("/v1/apps", json=body, headers={"Idempotency-Key": bad.encode()})
+    problem = error_of(response, 422)
+    assert problem["error"] == "invalid_request" and "Idempotency-Key" in problem["message"]
+    assert apps_named(api.acme, body["name"]) == []
+
+
+def test_a_key_sent_twice_at_once_creates_one_app(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pack, _ = pack_and_app(api.acme)
+    key, body = keyed(uuid4hex()), app_body(pack)
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=api.server.url, headers={"Authorization": ACME}) as own:
+            return own.post("/v1/apps", json=body, headers=key)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    assert {created(a)["id"] for a in answers} == {answers[0].json()["id"]}
+    assert len(apps_named(api.acme, body["name"])) == 1
+
+
+def test_a_repeat_through_another_api_instance_reaches_the_first_answer(tmp_path: Path
+                                                                        ) -> None:
+    stores = Stores(f"sqlite:///{tmp_path}/conductor.db")
+    stores.create_schema()
+    store = stores.open(n1.RELEASE, storage_versions=n1.HISTORY.manifest("N"))
+    n1.RELEASE.bind(store)
+    transport = InProcessTransport()
+    conductor = Conductor(transport, n1.REGISTRY, store=store, purge_interval=None).start()
+    # Two instances of release N's API with no store: every flow is a call to the conductor.
+    n.REGISTRY.indirection = RemoteIndirection(transport, n.REGISTRY, timeout=10)
+    one, two = Api(n.RELEASE, serve(n.RELEASE)), Api(n.RELEASE, serve(n.RELEASE))
+    try:
+        pack, _ = pack_and_app(one.acme)
+        key, body = keyed(uuid4hex()), app_body(pack)
+        first = created(one.acme.post("/v1/apps", json=body, headers=key))
+        assert created(two.acme.post("/v1/apps", json=body, headers=key)) == first
+        assert len(apps_named(two.acme, body["name"])) == 1
+        start = keyed(uuid4hex())
+        run = created(one.acme.post(f"/v1/apps/{first['id']}/workflows", headers=start))
+        assert created(two.acme.post(f"/v1/apps/{first['id']}/workflows",
+                                     headers=start)) == run
+    finally:
+        one.close()
+        two.close()
+        n.REGISTRY.indirection = None
+        conductor.stop()
+        transport.close()
+        n1.RELEASE.unbind()
+        stores.close()

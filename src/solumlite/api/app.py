@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from solumlite.api.auth import TokenMap
 from solumlite.api.dashboard import OperatorToken, install_dashboard
 from solumlite.api.errors import ApiError, BodyLimit, install_error_handlers
+from solumlite.api.idempotency import IdempotencyKey, Idempotent
 from solumlite.api.models import (
     AdvanceIn,
     AppIn,
@@ -106,6 +107,7 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
     api.add_middleware(BodyLimit, limit=max_body)
     api.state.tokens = tokens
     pack_cls, app_cls, wf_cls = release.language_pack, release.app, release.workflow
+    once = Idempotent(release)
 
     def run_out(run: Run) -> RunOut:
         return RunOut(workflow=WorkflowOut.of(release, run["workflow"]),
@@ -130,12 +132,15 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
                                                          limit=limit, cursor=cursor))
 
     @api.post("/v1/languagepacks", status_code=201, tags=["language packs"])
-    def create_pack(project: Project, body: LanguagePackIn) -> LanguagePackOut:
+    def create_pack(request: Request, project: Project, body: LanguagePackIn,
+                    key: IdempotencyKey = None) -> LanguagePackOut:
         """Add a language pack (409 if the project has one of that name)."""
         pack = pack_cls(id=language_pack_id(project, body.name), project=project,
                         name=body.name, description=body.description,
                         base_image=body.base_image, created_at=utcnow())
-        return LanguagePackOut.of(release, release.create_pack(project, pack))
+        return once.run(key, **_named(request, project), model=LanguagePackOut,
+                        write=lambda: LanguagePackOut.of(release,
+                                                         release.create_pack(project, pack)))
 
     @api.get("/v1/languagepacks/{pack_id}", tags=["language packs"])
     def get_pack(project: Project, pack_id: uuid.UUID) -> LanguagePackOut:
@@ -143,9 +148,11 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
         return LanguagePackOut.of(release, release.fetch(pack_cls, project, pack_id))
 
     @api.delete("/v1/languagepacks/{pack_id}", status_code=204, tags=["language packs"])
-    def delete_pack(project: Project, pack_id: uuid.UUID) -> Response:
+    def delete_pack(request: Request, project: Project, pack_id: uuid.UUID,
+                    key: IdempotencyKey = None) -> Response:
         """Delete a language pack no app uses (409 otherwise)."""
-        release.delete_pack(project, pack_id)
+        once.run_plain(key, **_named(request, project),
+                       write=lambda: release.delete_pack(project, pack_id))
         return Response(status_code=204)
 
     # -- apps -------------------------------------------------------------------------
@@ -156,7 +163,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
         return page_out(AppOut.of, release.page(app_cls, project, limit=limit, cursor=cursor))
 
     @api.post("/v1/apps", status_code=201, tags=["apps"])
-    def create_app(project: Project, body: AppIn) -> AppOut:
+    def create_app(request: Request, project: Project, body: AppIn,
+                   key: IdempotencyKey = None) -> AppOut:
         """Register an app (422 if its language pack does not exist)."""
         app = release.make_app(id=uuid.uuid4(), project=project, name=body.name,
                                description=body.description, language_pack=body.language_pack,
@@ -164,7 +172,8 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
                                                  body.source.private),
                                test_cmd=body.test_cmd, run_cmd=body.run_cmd,
                                ports=list(body.ports), created_at=utcnow())
-        return AppOut.of(release, release.create_app(project, app))
+        return once.run(key, **_named(request, project), model=AppOut,
+                        write=lambda: AppOut.of(release, release.create_app(project, app)))
 
     @api.get("/v1/apps/{app_id}", tags=["apps"])
     def get_app(project: Project, app_id: uuid.UUID) -> AppOut:
@@ -172,21 +181,27 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
         return AppOut.of(release, release.fetch(app_cls, project, app_id))
 
     @api.patch("/v1/apps/{app_id}", tags=["apps"])
-    def update_app(project: Project, app_id: uuid.UUID, body: AppPatch) -> AppOut:
+    def update_app(request: Request, project: Project, app_id: uuid.UUID, body: AppPatch,
+                   key: IdempotencyKey = None) -> AppOut:
         """Change an app, if it is still at ``revision`` (409 otherwise)."""
-        return AppOut.of(release, release.modify_app(project, app_id, body.revision,
-                                                     body.changes()))
+        return once.run(key, **_named(request, project), model=AppOut,
+                        write=lambda: AppOut.of(release, release.modify_app(
+                            project, app_id, body.revision, body.changes())))
 
     @api.delete("/v1/apps/{app_id}", status_code=204, tags=["apps"])
-    def delete_app(project: Project, app_id: uuid.UUID) -> Response:
+    def delete_app(request: Request, project: Project, app_id: uuid.UUID,
+                   key: IdempotencyKey = None) -> Response:
         """Delete an app and everything under it."""
-        release.delete_app(project, app_id)
+        once.run_plain(key, **_named(request, project),
+                       write=lambda: release.delete_app(project, app_id))
         return Response(status_code=204)
 
     @api.post("/v1/apps/{app_id}/workflows", status_code=201, tags=["workflows"])
-    def start_workflow(project: Project, app_id: uuid.UUID) -> RunOut:
+    def start_workflow(request: Request, project: Project, app_id: uuid.UUID,
+                       key: IdempotencyKey = None) -> RunOut:
         """Start a workflow: a queued workflow, assembly and deployment unit."""
-        return run_out(release.start_workflow(project, app_id))
+        return once.run(key, **_named(request, project), model=RunOut,
+                        write=lambda: run_out(release.start_workflow(project, app_id)))
 
     # -- workflows and what they make ---------------------------------------------------------
     @api.get("/v1/workflows", tags=["workflows"])
@@ -202,14 +217,15 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
         return WorkflowOut.of(release, release.fetch(wf_cls, project, workflow_id))
 
     @api.post("/v1/workflows/{workflow_id}/advance", tags=["workflows"])
-    def advance_workflow(project: Project, workflow_id: uuid.UUID,
-                         body: AdvanceIn | None = None) -> RunOut:
+    def advance_workflow(request: Request, project: Project, workflow_id: uuid.UUID,
+                         body: AdvanceIn | None = None, key: IdempotencyKey = None) -> RunOut:
         """End the running step (or begin the first) and begin the next;
         409 when the assembly cannot move that way."""
-        body = body or AdvanceIn()
-        return run_out(release.advance_workflow(project, workflow_id,
-                                                succeeded=body.succeeded,
-                                                from_status=body.from_status))
+        move = body or AdvanceIn()
+        return once.run(key, **_named(request, project), model=RunOut,
+                        write=lambda: run_out(release.advance_workflow(
+                            project, workflow_id, succeeded=move.succeeded,
+                            from_status=move.from_status)))
 
     @api.get("/v1/assemblies", tags=["assemblies"])
     def list_assemblies(project: Project, limit: Limit = 20, cursor: Cursor = None,
@@ -243,3 +259,7 @@ def create_api(release: Release, tokens: TokenMap, *, max_body: int = MAX_BODY,
                           status_source=status_source or ReleaseStatus(release))
     return api
 
+
+def _named(request: Request, project: str) -> dict[str, str]:
+    """What scopes an idempotency key: the project and the route called."""
+    return {"project": project, "method": request.method, "path": request.url.path}
