@@ -401,3 +401,46 @@ def test_a_postgresql_restart_raises_only_retryable_errors_and_the_store_recover
         assert sorted(a.id for a in listed) == sorted([app.id, created.id])
     finally:
         store.backend.close()
+
+
+def test_the_first_calls_of_a_new_store_from_many_threads_declare_each_table_once(
+        tmp_path: Path) -> None:
+    # A conductor restarted under load gets its first calls from many threads
+    # at once: each must find the table, not race to declare it twice.
+    from .domain import collections
+
+    failures: list[BaseException] = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: a race shows at once
+    try:
+        _declare_from_threads(tmp_path, collections(), failures)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _declare_from_threads(tmp_path: Path, colls: list[Any],
+                          failures: list[BaseException]) -> None:
+    from rollsafe.storage import open_backend
+    from rollsafe.storage.sql import SqlBackend
+
+    def first_use(backend: SqlBackend, start: threading.Barrier, found: list[object]) -> None:
+        try:
+            start.wait(10)
+            found.extend(backend.table_map(c).table for c in colls)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    for round_ in range(20):
+        backend = open_backend(f"sqlite:///{tmp_path}/race-{round_}.db")
+        assert isinstance(backend, SqlBackend)
+        start = threading.Barrier(8)
+        found: list[object] = []
+        threads = [threading.Thread(target=first_use, args=(backend, start, found))
+                   for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        backend.close()
+        assert not failures, failures[0]
+        assert len({id(table) for table in found}) == len(colls)

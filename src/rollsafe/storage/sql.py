@@ -26,6 +26,7 @@ get an index (with the project first, for scoped listings).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -260,6 +261,7 @@ class SqlBackend(Backend):
         self.dialect = self.engine.dialect.name
         self.metadata = sa.MetaData()
         self._maps: dict[type, _TableMap] = {}
+        self._declaring = threading.Lock()
 
     def insert_ignoring_duplicates(self, table: sa.Table) -> Any:
         """INSERT that skips a row whose primary key exists."""
@@ -272,10 +274,14 @@ class SqlBackend(Backend):
         return dialect.insert(table).on_conflict_do_nothing()
 
     def table_map(self, coll: Collection) -> _TableMap:
-        """The table of a collection (declared on first use)."""
+        """The table of a collection (declared on first use, once: the
+        first calls of a busy service come from several threads at once)."""
         found = self._maps.get(coll.cls)
         if found is None:
-            found = self._maps[coll.cls] = _TableMap(coll, self.metadata)
+            with self._declaring:
+                found = self._maps.get(coll.cls)
+                if found is None:
+                    found = self._maps[coll.cls] = _TableMap(coll, self.metadata)
         return found
 
     def ensure_schema(self, collections: Sequence[Collection]) -> None:
