@@ -214,6 +214,13 @@ def demo(
     seed: Annotated[int | None, typer.Option(help="Seed of the clients' choices.")] = None,
     logs: Annotated[Path | None, typer.Option(
         help="With --transport: keep each service process's output in this folder.")] = None,
+    kill: Annotated[list[str] | None, typer.Option(
+        metavar="ROLE", help="The kill -9 fault run (with --transport): right after the "
+                             "conductor's replacement, kill this role's process with SIGKILL "
+                             "(conductor, worker, api; repeat for several) and restart it a "
+                             "second later. Requests in flight to it may fail at the "
+                             "connection; the clients send them again, and the run still "
+                             "passes only with 0 failed and 0 lost.")] = None,
     fault: Annotated[str | None, typer.Option(
         hidden=True, help="Inject a fault (lost-write, conductor-outage): the run must "
                           "then fail. For the tests of the verdict.")] = None,
@@ -235,7 +242,8 @@ def demo(
         options = DemoOptions(duration=duration, db=db, transport=transport,
                               clients=clients, apis=apis,
                               workers=workers, report=report, live=live, quiet=quiet,
-                              seed=seed, fault=fault, logs=logs)  # type: ignore[arg-type]
+                              seed=seed, fault=fault, logs=logs,  # type: ignore[arg-type]
+                              kill=tuple(kill or ()))
     except ValueError as exc:
         _fail(str(exc))
     result = run_demo(options)

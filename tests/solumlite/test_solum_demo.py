@@ -121,3 +121,56 @@ def test_the_same_upgrade_with_each_service_a_process_on_postgresql_and_rabbitmq
     assert [name.split("-")[0] for name in logs].count("conductor") == 3  # N, N+1, contracted
     lanes = [r.findtext("title") for r in _page(report).iter("rect") if r.get("class") == "lane"]
     assert {"conductor: N", "conductor: N+1", "worker-1: N+1", "api-1: N+1"} <= set(lanes)
+
+
+def test_a_kill_9_of_each_service_mid_upgrade_fails_no_request_and_loses_no_write(
+        tmp_path: Path, postgres_url: str, rabbit_url: str) -> None:
+    import sqlalchemy as sa
+
+    schema = "solum_demo_kill_test"
+    admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        db = f"{postgres_url}?options=-csearch_path%3D{schema}"
+        code, summary, report = _demo(tmp_path, "--db", db, "--transport", rabbit_url,
+                                      "--apis", "2", "--workers", "1", "--kill", "conductor",
+                                      "--kill", "worker", "--kill", "api", duration="8")
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
+
+    assert code == 0, summary
+    assert summary["failed"] == 0 and summary["writes_lost"] == 0 and summary["passed"]
+    assert summary["workflows_unfinished"] == 0 and summary["writes_checked"] > 0
+    assert [(k["slot"], k["release"]) for k in summary["kills"]] == [
+        ("conductor", "N+1"), ("worker-1", "N"), ("api-1", "N")]
+    # The dead API was found by failed connections: those requests went
+    # elsewhere and succeeded (the run has 0 failed).
+    assert summary["retried"] >= 1 and summary["retried_failed"] == 0
+    assert sum(summary["retried_after"].values()) == summary["retried"]
+    assert set(summary["retried_after"]) <= {"refused", "broken"}
+    events = [e["event"] for e in summary["events"]]
+    for slot in ("conductor", "worker-1", "api-1"):
+        assert any(e.startswith(f"fault: kill -9 {slot} ") for e in events)
+        assert f"{slot}: restarted (release {'N+1' if slot == 'conductor' else 'N'})" in events
+    page = _page(report)
+    kills = [line.findtext("title") or "" for line in page.iter("line")
+             if line.get("class") == "kill"]
+    assert sum(k.startswith("kill -9 api-1 (release N)") for k in kills) == 2  # two charts
+    assert "kill -9: conductor (release N+1)" in "".join(
+        page.find(".//p[@id='faults']").itertext())  # type: ignore[union-attr]
+
+
+def test_the_kill_9_run_needs_service_processes_and_known_roles(tmp_path: Path) -> None:
+    for extra, message in ((["--kill", "api"], "--transport"),
+                           (["--kill", "database", "--transport", "rabbit://x/"],
+                            "conductor, worker, api"),
+                           (["--kill", "api", "--kill", "api", "--transport", "rabbit://x/"],
+                            "at most once")):
+        result = CliRunner().invoke(app, ["demo", "--report", str(tmp_path / "r.html"),
+                                          *extra])
+        assert result.exit_code == 2, result.output
+        assert message in result.output

@@ -138,6 +138,11 @@ class ServiceProcess:
             raise RuntimeError(f"{self!r} serves no HTTP")
         return self._url
 
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return None if self._process is None else self._process.pid
+
     def argv(self) -> list[str]:
         """The command line that runs the service."""
         common = ["--release", self.release.key, "--transport", self.transport,

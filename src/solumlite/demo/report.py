@@ -2,8 +2,10 @@
 
 The page needs nothing from the network: the charts are inline SVG drawn
 here. Three charts share one time axis, with the phases marked across all
-of them: requests per second (failures in red), latency per second (p50 and
-p99), and a lane per service coloured by the release it ran.
+of them: requests per second (those sent again after a connection failure
+in orange, failures in red), latency per second (p50 and p99), and a lane
+per service coloured by the release it ran. In the kill -9 fault run a red
+line marks each process killed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def render_html(timeline: Timeline, summary: DemoSummary, *, title: str) -> str:
         f"{summary.requests} requests, {summary.failed} failed, {summary.retried} retried; "
         f"{summary.writes_checked} writes checked, {summary.writes_lost} lost; "
         f"{summary.duration:.1f} s.</p>",
+        (f"<p id='faults'>{html.escape(_fault_text(summary))}</p>"
+         if summary.retried or summary.kills else ""),
         _ratio(summary),
         _phase_table(summary),
         "<h2>Timeline</h2>",
@@ -97,6 +101,21 @@ def _phase_marks(x: _Axis, timeline: Timeline, height: int, labels: bool) -> str
     return "".join(out)
 
 
+def _kill_marks(x: _Axis, timeline: Timeline, height: int, labels: bool) -> str:
+    """A red line where each service process was killed (the fault run)."""
+    out = []
+    for t, slot, release in list(timeline.kills):
+        px = x(t)
+        what = html.escape(f"kill -9 {slot} (release {release}) at {t:.1f}s")
+        out.append(f"<line class='kill' x1='{px:.1f}' x2='{px:.1f}' y1='14' "
+                   f"y2='{height - 20}' stroke='#c62828' stroke-width='2'>"
+                   f"<title>{what}</title></line>")
+        if labels:
+            out.append(f"<text x='{px + 3:.1f}' y='26' font-size='10' fill='#c62828'>"
+                       f"kill -9 {html.escape(slot)}</text>")
+    return "".join(out)
+
+
 def _frame(x: _Axis, height: int, title: str, top: float, unit: str) -> str:
     bottom = height - 20
     ticks = []
@@ -124,14 +143,21 @@ def _requests_chart(x: _Axis, per_second: dict[int, list[float]],
         h = count * scale
         rects.append(f"<rect x='{x(s):.1f}' y='{height - 20 - h:.1f}' width='{bar:.1f}' "
                      f"height='{h:.1f}' fill='#4e79a7'><title>{s}s: {count} req</title></rect>")
-    for s, count in sorted(failures.items()):
-        h = count * scale
-        rects.append(f"<rect class='failure' x='{x(s):.1f}' y='{height - 20 - h:.1f}' "
-                     f"width='{bar:.1f}' height='{h:.1f}' fill='#c62828'>"
-                     f"<title>{s}s: {count} failed</title></rect>")
+    retried: dict[int, int] = defaultdict(int)
+    for sample in timeline.samples:
+        if sample.retried:
+            retried[int(sample.start)] += 1
+    for cls, series, colour, what in (("retried", retried, "#f28e2b", "sent again"),
+                                      ("failure", failures, "#c62828", "failed")):
+        for s, count in sorted(series.items()):
+            h = max(2.0, count * scale)  # one retry in a second full of requests still shows
+            rects.append(f"<rect class='{cls}' x='{x(s):.1f}' y='{height - 20 - h:.1f}' "
+                         f"width='{bar:.1f}' height='{h:.1f}' fill='{colour}'>"
+                         f"<title>{s}s: {count} {what}</title></rect>")
     return (f"<svg id='requests' width='{_WIDTH}' height='{height}'>"
             + _frame(x, height, "req/s", top, "") + "".join(rects)
-            + _phase_marks(x, timeline, height, True) + "</svg>")
+            + _phase_marks(x, timeline, height, True)
+            + _kill_marks(x, timeline, height, True) + "</svg>")
 
 
 def _latency_chart(x: _Axis, per_second: dict[int, list[float]], timeline: Timeline) -> str:
@@ -181,7 +207,8 @@ def _release_lanes(x: _Axis, timeline: Timeline) -> str:
         f"fill='{colours[r]}'/><text x='{_WIDTH - 186 + i * 90}' y='{height - 5}' "
         f"font-size='10'>{html.escape(r)}</text>" for i, r in enumerate(releases))
     return (f"<svg id='releases' width='{_WIDTH}' height='{height}'>" + "".join(shapes)
-            + legend + _phase_marks(x, timeline, height, False) + "</svg>")
+            + legend + _phase_marks(x, timeline, height, False)
+            + _kill_marks(x, timeline, height, False) + "</svg>")
 
 
 def _phase_table(summary: DemoSummary) -> str:
@@ -244,8 +271,11 @@ def render_text(summary: DemoSummary, *, report: Path | None = None,
         f"live upgrade N -> N+1: {verdict}",
         f"  requests   {summary.requests} sent, {summary.succeeded} succeeded, "
         f"{summary.failed} failed, {summary.retried} retried",
-        f"  writes     {summary.writes_checked} checked afterwards, {summary.writes_lost} lost",
+        f"  writes     {summary.writes_checked} checked afterwards, {summary.writes_lost} lost; "
+        f"{summary.workflows_unfinished} workflow(s) unfinished",
     ]
+    if summary.retried or summary.kills:
+        lines.append(f"  faults     {_fault_text(summary)}")
     if summary.upgrade_p99_ratio is not None:
         lines.append(f"  p99        {summary.upgrade_p99_ms:.1f} ms during the upgrade, "
                      f"{summary.steady_p99_ms:.1f} ms steady before it: "
@@ -268,11 +298,29 @@ def render_text(summary: DemoSummary, *, report: Path | None = None,
             lines += [f"    {count} x {error}" for error, count in
                       sorted(errors.items(), key=lambda item: -item[1])[:10]]
     if problems:
-        lines.append("  lost or changed writes:")
+        lines.append("  found wrong afterwards:")
         lines += [f"    {problem}" for problem in problems[:20]]
     if report is not None:
         lines.append(f"  report     {report}")
     return "\n".join(lines)
+
+
+def _fault_text(summary: DemoSummary) -> str:
+    """The processes killed and what the clients' retries did about it."""
+    kills = ", ".join(f"{slot} (release {release}) at {t:.1f} s"
+                      for t, slot, release in summary.kills)
+    causes = ", ".join(f"{count} {_CAUSES.get(cause, cause)}"
+                       for cause, count in sorted(summary.retried_after.items()))
+    parts = [f"kill -9: {kills}"] if kills else []
+    parts.append(f"{summary.retried} request(s) failed at the connection and were sent again"
+                 + (f" ({causes})" if causes else "")
+                 + f": {summary.retried - summary.retried_failed} then succeeded, "
+                   f"{summary.retried_failed} failed")
+    return "; ".join(parts)
+
+
+_CAUSES = {"refused": "refused before anything was sent",
+           "broken": "broken with the request in flight"}
 
 
 def _version_text(versions: dict[str, list[str]]) -> str:

@@ -8,7 +8,10 @@
 3. **roll**: each service is replaced by its N+1 twin, one at a time
    (conductor, then workers, then APIs): the new one starts, the old one
    stops taking work, finishes what it has, leaves the fleet and exits;
-   once no N service is left the fleet's pins rise to N+1's versions;
+   once no N service is left the fleet's pins rise to N+1's versions (in
+   the kill -9 fault run, right after the conductor's replacement the
+   processes named in ``DemoOptions.kill`` are killed with SIGKILL one by
+   one and restarted, as a supervisor would, a second later);
 4. **migrate**: N+1's online migrations move the old records forward;
 5. **contract**: the contract gate agrees, the conductor switches to the
    contracted collections, and contract drops what only N used;
@@ -49,14 +52,21 @@ from solumlite.demo.services import (
     remote_calls,
 )
 from solumlite.demo.timeline import DemoSummary, Timeline
-from solumlite.demo.traffic import Client, Endpoints, Ledger, WriteCheck, check_writes
+from solumlite.demo.traffic import (
+    Client,
+    Endpoints,
+    Ledger,
+    WriteCheck,
+    check_writes,
+    unfinished_workflows,
+)
 from solumlite.demo.wire import WatchedTransport
 from solumlite.domain import Run
 from solumlite.release import TABLES, Release
 from solumlite.releases import n, n1
 
-__all__ = ["PHASES", "PROJECT_TOKENS", "UPGRADE_PHASES", "DemoOptions", "DemoResult", "Fault",
-           "count_stored", "run_demo"]
+__all__ = ["KILLABLE", "PHASES", "PROJECT_TOKENS", "UPGRADE_PHASES", "DemoOptions",
+           "DemoResult", "Fault", "count_stored", "run_demo"]
 
 #: The phases of a run, in order.
 PHASES = ("steady N", "expand", "roll", "migrate", "contract", "steady N+1")
@@ -67,6 +77,10 @@ UPGRADE_PHASES = ("expand", "roll", "migrate", "contract")
 #: ``lost-write`` deletes an acknowledged app before the final check;
 #: ``conductor-outage`` stops the conductor for longer than clients retry.
 Fault = Literal["lost-write", "conductor-outage"]
+
+#: The roles the kill -9 fault run can kill, in the order it kills them,
+#: and the slot it kills of each.
+KILLABLE = {"conductor": "conductor", "worker": "worker-1", "api": "api-1"}
 
 #: Project -> bearer token of the demo's two projects.
 PROJECT_TOKENS = {"acme": "demo-token-acme", "globex": "demo-token-globex"}
@@ -82,7 +96,10 @@ class DemoOptions:
     ``clients``, ``apis``, ``workers``: how many of each; ``report``: where
     the HTML report goes; ``live``: the live panel (None: when stderr is a
     terminal); ``quiet``: no progress at all; ``logs``: a folder to keep
-    the service processes' output in (None: a temporary one)."""
+    the service processes' output in (None: a temporary one); ``kill``:
+    the roles (:data:`KILLABLE`) whose process the kill -9 fault run kills
+    mid-upgrade, each restarted ``restart_delay`` seconds later (needs
+    ``transport``: separate processes)."""
 
     duration: float = 60.0
     db: str | None = None
@@ -99,10 +116,21 @@ class DemoOptions:
     fault: Fault | None = None
     seed: int | None = None
     logs: Path | None = None
+    kill: tuple[str, ...] = ()
+    restart_delay: float = 1.0
 
     def __post_init__(self) -> None:
         if self.duration < 5:
             raise ValueError("the demo needs --duration of at least 5 seconds")
+        unknown = sorted(set(self.kill) - set(KILLABLE))
+        if unknown:
+            raise ValueError(f"--kill {unknown[0]}: the roles that can be killed are "
+                             f"{', '.join(KILLABLE)}")
+        if len(set(self.kill)) != len(self.kill):
+            raise ValueError("--kill names each role at most once")
+        if self.kill and self.transport is None:
+            raise ValueError("--kill kills service processes: run them as processes of "
+                             "their own with --transport rabbit://... (and --db)")
         for name in ("clients", "apis", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -358,25 +386,76 @@ class _Run:
 
     def roll(self, seconds: float) -> None:
         """Replace every service by its N+1 twin, one at a time, spread over
-        ``seconds``; then raise the pins."""
+        ``seconds`` (the kill -9 fault run kills its victims right after the
+        conductor's replacement); then wait until no release N service is
+        left in the fleet and raise the pins."""
         slots = self.slots()
         pause = seconds / (len(slots) + 1)
-        for slot, role in slots:
+        for index, (slot, role) in enumerate(slots):
             self.wait(pause)
             self.replace(slot, self.make(role, n1.RELEASE, slot))
-        pins: dict[str, str] = {}
-        for service in list(self.running.values()):
-            pins = service.refresh_pins() or pins
-        if not pins:  # service processes refresh on their own (SIGHUP): ask the fleet
-            time.sleep(0.5)
-            fleet = self.fleet.open_fleet()
-            try:
-                pins = fleet.pins()
-            finally:
-                fleet.store.close()
+            if index == 0:
+                for victim in (r for r in KILLABLE if r in self.options.kill):
+                    self.wait(pause / 2)
+                    self.kill_and_restart(KILLABLE[victim])
+        pins = self.await_release_n_gone()
         self.timeline.event("no release N service left; pins now "
                             + ", ".join(f"{k} {v}" for k, v in sorted(pins.items())))
         self.wait(pause)
+
+    def await_release_n_gone(self) -> dict[str, str]:
+        """Wait until the fleet has no live release N service, and return
+        its pins then. A service killed with SIGKILL never left: its record
+        counts until it goes stale (``stale_after`` seconds without a
+        heartbeat), as it would for the operator's ``rollsafe upgrade
+        check``. RuntimeError if that takes more than twice as long."""
+        deadline = time.monotonic() + 2 * self.options.stale_after + 10
+        said = False
+        fleet = self.fleet.open_fleet()
+        try:
+            while True:
+                left = sorted(r.host for r in fleet.live() if r.release == n.RELEASE.name)
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("release N services still in the fleet after the roll: "
+                                       + ", ".join(left))
+                if not said:
+                    self.timeline.event(f"waiting for {len(left)} release N fleet record(s) "
+                                        "of killed services to go stale")
+                    said = True
+                self.wait(0.5)
+            pins: dict[str, str] = {}
+            for service in list(self.running.values()):
+                pins = service.refresh_pins() or pins
+            if not pins:  # service processes refresh on their own (SIGHUP): ask the fleet
+                time.sleep(0.5)
+                pins = fleet.refresh()
+            return pins
+        finally:
+            fleet.store.close()
+
+    def kill_and_restart(self, slot: str) -> None:
+        """The kill -9 fault: SIGKILL the service process in ``slot`` (what
+        it had in flight dies with it), then ``restart_delay`` seconds
+        later start the same service in its place, as a supervisor would.
+        A killed API stays in the clients' rotation until its successor is
+        in: meanwhile the clients find it dead by the connections that fail."""
+        victim = self.running[slot]
+        if not isinstance(victim, ServiceProcess):
+            raise TypeError(f"kill -9 needs a service process in slot {slot}, not {victim!r}")
+        url = victim.url if victim.role == "api" else None
+        pid = victim.pid
+        victim.kill()
+        self.timeline.killed(slot, victim.release.name, pid)
+        self.timeline.service_release(slot, None)
+        self.wait(self.options.restart_delay)
+        new = self.make(victim.role, victim.release, slot, contracted=victim.contracted)
+        self.launch(new)
+        self.running[slot] = new
+        if url is not None:
+            self.endpoints.remove(url)
+        self.timeline.event(f"{slot}: restarted (release {victim.release.name})")
 
     def migrate(self, seconds: float) -> None:
         """Run N+1's online migrations until nothing is left."""
@@ -442,10 +521,13 @@ class _Run:
                                f"HTTP {response.status_code}")
         self.timeline.event(f"fault: app {victim.id} deleted behind the clients' back")
 
-    def check(self) -> WriteCheck:
-        """Read every acknowledged write back through a live API."""
+    def check(self) -> tuple[WriteCheck, list[str]]:
+        """Read every acknowledged write back through a live API, once the
+        workflows started have ended; the check and the workflows that
+        never did (still queued or running after 30 s)."""
         tokens = dict(PROJECT_TOKENS)
-        return check_writes(self.ledger, self.endpoints.live[0], tokens)
+        unfinished = unfinished_workflows(self.ledger, self.endpoints.live[0], tokens)
+        return check_writes(self.ledger, self.endpoints.live[0], tokens), unfinished
 
 
 def _sql(store: Store) -> SqlBackend:
@@ -481,6 +563,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     timeline = Timeline()
     d = options.duration
     check = WriteCheck()
+    unfinished: list[str] = []
     problems: list[str] = []
     with ExitStack() as stack:
         run = _Run(options, timeline, stack)
@@ -507,12 +590,15 @@ def run_demo(options: DemoOptions) -> DemoResult:
         run.stop_clients()
         if options.fault == "lost-write":
             run.lose_a_write()
-        check = run.check()
-        problems = check.problems
-        timeline.event(f"checked {check.checked} acknowledged writes: {check.lost} lost")
+        check, unfinished = run.check()
+        problems = check.problems + [f"workflow {w}: still queued or running after the run"
+                                     for w in unfinished]
+        timeline.event(f"checked {check.checked} acknowledged writes: {check.lost} lost; "
+                       f"{len(unfinished)} workflow(s) unfinished")
         timeline.end()
     summary = timeline.summary(writes_checked=check.checked, writes_lost=check.lost,
-                               steady_phase="steady N", upgrade_phases=UPGRADE_PHASES)
+                               steady_phase="steady N", upgrade_phases=UPGRADE_PHASES,
+                               workflows_unfinished=len(unfinished))
     report = write_html(options.report, timeline, summary,
                         title="solumlite live upgrade: release N to N+1")
     return DemoResult(summary=summary, report=report, problems=problems)

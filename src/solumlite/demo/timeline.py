@@ -26,7 +26,10 @@ class RequestSample:
     """One client request: ``start`` in seconds since the run began,
     ``latency`` in seconds, the phase it started in, and its outcome.
     ``retried`` is True when the first attempt failed at the connection and
-    a retry succeeded (a kill -9 fault run expects some)."""
+    the request was sent again (a kill -9 fault run expects some);
+    ``retried_after`` says how that attempt failed: ``"refused"`` (no
+    connection: nothing was sent) or ``"broken"`` (the connection broke
+    with the request in flight)."""
 
     start: float
     latency: float
@@ -35,6 +38,7 @@ class RequestSample:
     ok: bool
     retried: bool = False
     error: str | None = None
+    retried_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class PhaseFigures:
 @dataclass
 class DemoSummary:
     """The figures a run ends with; ``passed`` is False when any request
-    failed or any acknowledged write was lost."""
+    failed, any acknowledged write was lost, anything failed in the
+    background or an acknowledged workflow never finished."""
 
     requests: int
     succeeded: int
@@ -76,11 +81,22 @@ class DemoSummary:
     #: phases together, when the run named them (see :meth:`Timeline.summary`).
     steady_p99_ms: float | None = None
     upgrade_p99_ms: float | None = None
+    #: Requests sent again after their first attempt failed at the
+    #: connection, by how it failed (``refused``, ``broken``).
+    retried_after: dict[str, int] = field(default_factory=dict)
+    #: Of the requests sent again, those that still failed (also in ``failed``).
+    retried_failed: int = 0
+    #: (seconds, slot, release): the service processes killed with SIGKILL.
+    kills: list[tuple[float, str, str]] = field(default_factory=list)
+    #: Acknowledged workflows still queued or running when the run ended.
+    workflows_unfinished: int = 0
 
     @property
     def passed(self) -> bool:
-        """No failed request, no lost write, no failure in the background."""
-        return self.failed == 0 and self.writes_lost == 0 and not self.background_errors
+        """No failed request, no lost write, no failure in the background, no
+        workflow left unfinished."""
+        return (self.failed == 0 and self.writes_lost == 0 and not self.background_errors
+                and self.workflows_unfinished == 0)
 
     @property
     def upgrade_p99_ratio(self) -> float | None:
@@ -104,6 +120,10 @@ class DemoSummary:
             "events": [{"t": round(t, 3), "event": text} for t, text in self.events],
             "steady_p99_ms": self.steady_p99_ms, "upgrade_p99_ms": self.upgrade_p99_ms,
             "upgrade_p99_ratio": self.upgrade_p99_ratio,
+            "retried_after": self.retried_after, "retried_failed": self.retried_failed,
+            "kills": [{"t": round(t, 3), "slot": slot, "release": release}
+                      for t, slot, release in self.kills],
+            "workflows_unfinished": self.workflows_unfinished,
         }
 
 
@@ -137,6 +157,8 @@ class Timeline:
         self.store_counts: list[tuple[str, dict[str, dict[str, int]]]] = []
         #: (time, text), in order.
         self.events: list[tuple[float, str]] = []
+        #: (time, slot, release) of each service process killed, in order.
+        self.kills: list[tuple[float, str, str]] = []
         self._ended: float | None = None
 
     def now(self) -> float:
@@ -184,6 +206,13 @@ class Timeline:
         with self._lock:
             self.events.append((self.now(), text))
 
+    def killed(self, slot: str, release: str, pid: int | None) -> None:
+        """The process in ``slot`` (running ``release``) was killed with SIGKILL now."""
+        with self._lock:
+            now = self.now()
+            self.kills.append((now, slot, release))
+            self.events.append((now, f"fault: kill -9 {slot} (release {release}, pid {pid})"))
+
     def stored(self, label: str, counts: dict[str, dict[str, int]]) -> None:
         """The store holds ``counts`` (name -> version -> records) after
         ``label``; each version present is also seen in the store."""
@@ -213,11 +242,13 @@ class Timeline:
                 for i, (at, name) in enumerate(marks)]
 
     def summary(self, *, writes_checked: int, writes_lost: int, steady_phase: str | None = None,
-                upgrade_phases: Sequence[str] = ()) -> DemoSummary:
+                upgrade_phases: Sequence[str] = (), workflows_unfinished: int = 0
+                ) -> DemoSummary:
         """The run's figures, given what the final check of the writes found.
         With ``steady_phase`` and ``upgrade_phases``, also the p99 of each
         (the upgrade phases' requests taken together)."""
         with self._lock:
+            kills = list(self.kills)
             samples = list(self.samples)
             wire = _versions(self.wire_versions)
             stored = _versions(self.store_versions)
@@ -246,7 +277,10 @@ class Timeline:
             phases=phases, wire_versions=wire, store_versions=stored, errors=dict(errors),
             background_errors=background, store_counts=store_counts, events=events,
             steady_p99_ms=None if steady_phase is None else p99([steady_phase]),
-            upgrade_p99_ms=p99(upgrade_phases) if upgrade_phases else None)
+            upgrade_p99_ms=p99(upgrade_phases) if upgrade_phases else None,
+            retried_after=dict(Counter(s.retried_after for s in samples if s.retried_after)),
+            retried_failed=sum(s.retried and not s.ok for s in samples), kills=kills,
+            workflows_unfinished=workflows_unfinished)
 
 
 def _versions(counter: Counter[tuple[str, str]]) -> dict[str, list[str]]:

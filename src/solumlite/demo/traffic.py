@@ -10,7 +10,10 @@ write the API acknowledged goes into the :class:`Ledger`; after the run
 The clients reach the API through :class:`Endpoints`, the live set of API
 URLs, as a load balancer would: an instance being replaced is first taken
 out of the rotation, its requests in flight finish, and only then is it
-stopped, so no request meets a closing server.
+stopped, so no request meets a closing server. An instance that dies
+(``kill -9`` in the fault run) is found out by the connections that fail:
+the client sends the request again elsewhere, with the write's idempotency
+key, and the endpoint is left alone for a few seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,28 +30,56 @@ from typing import Any
 
 import httpx
 
+from solumlite.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from solumlite.demo.timeline import RequestSample, Timeline
 
-__all__ = ["AppRecord", "Client", "Endpoints", "Ledger", "WriteCheck", "check_writes"]
+__all__ = ["AppRecord", "Client", "Endpoints", "Ledger", "WriteCheck", "check_writes",
+           "unfinished_workflows"]
 
 #: A response check: None when the body is right, else what is wrong.
 Check = Callable[[Any], str | None]
 
+#: How many times a client sends a request that fails at the connection.
+ATTEMPTS = 4
+
 
 class Endpoints:
-    """The live API URLs the clients use, with their requests in flight."""
+    """The live API URLs the clients use, with their requests in flight;
+    ``wait``: how long a request waits for an endpoint when none is up."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, wait: float = 10.0) -> None:
+        self.wait = wait
         self._live: list[str] = []
         self._in_flight: dict[str, int] = {}
         self._changed = threading.Condition()
         self._turn = 0
+        self._down_until: dict[str, float] = {}
 
     @property
     def live(self) -> list[str]:
-        """The URLs in the rotation now."""
+        """The URLs in the rotation now (those marked down for a while too)."""
         with self._changed:
             return list(self._live)
+
+    def _usable(self) -> list[str]:
+        now = time.monotonic()
+        return [url for url in self._live if self._down_until.get(url, 0.0) <= now]
+
+    def down(self, url: str, seconds: float = 5.0) -> None:
+        """A connection to ``url`` failed: send nothing there for ``seconds``
+        (a load balancer's passive health check; the orchestrator takes a
+        dead instance out with :meth:`remove`)."""
+        with self._changed:
+            self._down_until[url] = time.monotonic() + seconds
+
+    def remove(self, url: str) -> None:
+        """Take ``url`` out of the rotation at once (its process is gone:
+        nothing in flight to wait for)."""
+        with self._changed:
+            if url in self._live:
+                self._live.remove(url)
+            self._down_until.pop(url, None)
+            self._changed.notify_all()
 
     def add(self, url: str) -> None:
         """Put ``url`` in the rotation."""
@@ -67,19 +99,23 @@ class Endpoints:
             self._in_flight.pop(url, None)
 
     @contextmanager
-    def use(self, timeout: float = 10.0) -> Iterator[str]:
+    def use(self) -> Iterator[str]:
         """A live URL (the next in turn) for one request."""
+        timeout = self.wait
         with self._changed:
-            if not self._changed.wait_for(lambda: bool(self._live), timeout):
-                raise RuntimeError(f"no API endpoint in the rotation for {timeout}s")
+            deadline = time.monotonic() + timeout
+            while not (usable := self._usable()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no API endpoint in the rotation for {timeout}s")
+                self._changed.wait(0.05)  # those marked down come back on their own
             self._turn += 1
-            url = self._live[self._turn % len(self._live)]
-            self._in_flight[url] += 1
+            url = usable[self._turn % len(usable)]
+            self._in_flight[url] = self._in_flight.get(url, 0) + 1
         try:
             yield url
         finally:
             with self._changed:
-                self._in_flight[url] -= 1
+                self._in_flight[url] = self._in_flight.get(url, 1) - 1
                 self._changed.notify_all()
 
 
@@ -222,28 +258,47 @@ class Client(threading.Thread):
                 check: Check | None = None, headers: dict[str, str] | None = None
                 ) -> httpx.Response | None:
         """Send one request and record it; the response when it came with
-        an expected status and a right body, else None. A connection that
-        could not be opened is tried once more on another endpoint
-        (nothing was sent; the sample counts as retried)."""
+        an expected status and a right body, else None.
+
+        A request that fails at the connection is sent again on another
+        endpoint (at most :data:`ATTEMPTS` times in all), and the endpoint
+        is marked down for a while: either the connection could not be
+        opened (``refused``: nothing was sent), or it broke before the
+        answer came (``broken``: the instance died with the request in
+        flight, and may have done it). A write carries an idempotency key,
+        the same on every attempt, so one that did happen is not done
+        twice: its repeat gets the first answer. The sample records the
+        cause of the first failure (``retried_after``)."""
         phase = self.timeline.phase
         start = self.timeline.now()
-        retried = False
+        cause: str | None = None
         error: str | None = None
         response: httpx.Response | None = None
-        for attempt in (1, 2):
+        sent = dict(headers or self._auth)
+        if method != "GET":
+            sent[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
+        for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self.endpoints.use() as url:
-                    response = self._http.request(method, url + path, json=body,
-                                                  headers=headers or self._auth)
+                    try:
+                        response = self._http.request(method, url + path, json=body,
+                                                      headers=sent)
+                    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                            httpx.WriteError):
+                        self.endpoints.down(url)
+                        raise
                 break
             except httpx.ConnectError as exc:
+                cause = cause or "refused"
                 error = f"{operation}: cannot connect: {exc}"
-                if attempt == 2:
-                    break
-                retried = True
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                cause = cause or "broken"
+                error = f"{operation}: the connection broke: {type(exc).__name__}: {exc}"
             except (httpx.HTTPError, RuntimeError) as exc:
                 error = f"{operation}: {type(exc).__name__}: {exc}"
                 break
+            if attempt < ATTEMPTS:
+                self._halt.wait(0.05 * attempt)
         latency = self.timeline.now() - start
         if response is not None:
             error = None
@@ -258,7 +313,8 @@ class Client(threading.Thread):
                 if wrong is not None:
                     error = f"{operation}: wrong content: {wrong}"
         self.timeline.record(RequestSample(start=start, latency=latency, operation=operation,
-                                           phase=phase, ok=error is None, retried=retried,
+                                           phase=phase, ok=error is None,
+                                           retried=cause is not None, retried_after=cause,
                                            error=error))
         return response if error is None else None
 
@@ -444,10 +500,23 @@ def check_writes(ledger: Ledger, url: str, tokens: dict[str, str], *,
     return result
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until true, or TimeoutError naming ``what``."""
+def unfinished_workflows(ledger: Ledger, url: str, tokens: dict[str, str], *,
+                         timeout: float = 30.0) -> list[str]:
+    """The acknowledged workflows still ``queued`` or ``running`` after
+    ``timeout`` seconds (read through the API at ``url``, ``tokens``:
+    project -> token): a workflow started is one the workers finish."""
+    waiting = {w: r.project for r in ledger.snapshot() for w in r.workflows}
     deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not done within {timeout}s")
-        time.sleep(0.05)
+    with httpx.Client(base_url=url, timeout=15.0) as http:
+        while waiting:
+            for workflow_id, project in list(waiting.items()):
+                response = http.get(f"/v1/workflows/{workflow_id}",
+                                    headers={"Authorization": f"Bearer {tokens[project]}"})
+                if response.status_code != 200 or response.json().get("status") not in (
+                        "queued", "running"):
+                    del waiting[workflow_id]  # ended (or gone: check_writes reports that)
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+    return sorted(waiting)
+
