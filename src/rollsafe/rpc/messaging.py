@@ -43,8 +43,48 @@ Unreachable broker
     broker as oslo.messaging services do (logging each retry).
 
 Stopping
-    ``Server.stop`` takes about a second: oslo.messaging's thread pool looks
-    for work once a second. ``close`` stops all servers side by side.
+    ``Server.stop`` hands the topic over to its other servers (or to the
+    next one to start) without losing a call, then returns once the calls
+    it took are answered (about a second: oslo.messaging's thread pool
+    looks for work once a second). ``close`` stops all servers side by side.
+
+    oslo.messaging alone loses calls here. Its RPC server acknowledges each
+    request the moment the driver reads it off the socket, before
+    dispatching it (``RpcAMQPListener.__call__``, so that a failed ack is
+    never processed), and keeps it in a list that the listener's thread
+    polls. ``RPCServer.stop`` ends that thread but does not cancel the
+    consumers, and the prefetch is unlimited (``rabbit_qos_prefetch_count``
+    is 0): while ``wait`` lets the handlers finish, RabbitMQ keeps sending
+    this server its turn of the topic's calls. Whoever reads the socket next
+    acknowledges them into a list that nobody polls any more: the heartbeat
+    thread (it drains the connection now and then), or ``cleanup`` when it
+    deletes the fanout queue (a synchronous ``queue.delete`` reads every
+    delivery queued before its reply). Each such call is gone from the
+    broker and never answered: its caller waits for its timeout. Only what
+    comes after that is ignored while the channel closes, and requeued by
+    the broker when it is closed; py-amqp's warning
+    "Received method (60, 30) during closing channel" is one such frame, the
+    broker's ``basic.cancel`` of the consumer whose fanout queue was just
+    deleted.
+    A prefetch count would only bound how many calls are lost, since a
+    request is acknowledged as soon as it is read.
+
+    So ``stop`` first points the listener's consumers at a callback that
+    puts every later delivery straight back on its queue (``basic.reject``
+    with requeue; the wake-up message described below is dropped instead),
+    then stops oslo.messaging's server, whose thread dispatches what it had
+    already acknowledged, then cancels the consumers while nothing else
+    reads the connection: until the broker confirms a cancel, the
+    deliveries still on their way are requeued as they are read, and after
+    it none come. Every call delivered to a stopping server is answered or
+    requeued at once for the others, never left to its timeout. This reaches
+    into oslo.messaging's RabbitMQ driver (its listener's connection and
+    consumers); a driver of another shape is stopped the plain way, with a
+    warning.
+
+    An idle listener sits in a socket read of up to 5 s between two looks
+    at its stop flag: ``stop`` ends that read with a wake-up message to the
+    server's own queue.
 """
 
 from __future__ import annotations
@@ -162,13 +202,78 @@ class _MessagingServer(Server):
             if self._stopped:
                 return
             self._stopped = True
-            # An idle listener sits in a socket read of up to 5 s between two
-            # looks at its stop flag: a message to this server's own queue
-            # ends that read, and makes the next ones short.
+            handover = _Handover.of(self._rpc_server)
+            if handover is None:
+                _LOG.warning("cannot hand topic %r over at stop (an oslo.messaging driver "
+                             "of an unknown shape): calls delivered meanwhile may time out",
+                             self.topic)
+            else:
+                handover.requeue_deliveries()
+            # ends the idle listener's socket read (see the module's "Stopping")
             self._owner._wake_up(self.topic, self.name)
-            self._rpc_server.stop()  # takes no new message
+            self._rpc_server.stop()  # its thread dispatches what it acknowledged
+            if handover is not None:
+                handover.cancel_consumers()
             self._rpc_server.wait()  # finishes those in flight, closes the listener
         self._owner._forget(self)
+
+
+class _Handover:
+    """The consumers of one server's listener (oslo.messaging's RabbitMQ
+    driver), made to give their deliveries back at stop: see the module's
+    "Stopping"."""
+
+    def __init__(self, connection: Any, consumers: dict[Any, Any]) -> None:
+        self._connection = connection
+        self._consumers = consumers
+
+    @classmethod
+    def of(cls, rpc_server: Any) -> _Handover | None:
+        """The handover of a started ``rpc_server``, or None when its listener
+        is not the RabbitMQ driver's (``AMQPListener`` polled by an adapter)."""
+        adapter = getattr(rpc_server, "listener", None)
+        listener = getattr(adapter, "_poll_style_listener", None)
+        connection = getattr(listener, "conn", None)
+        consumers = getattr(connection, "_consumers", None)
+        if (not isinstance(consumers, dict) or not consumers
+                or not hasattr(connection, "_connection_lock")
+                or not all(hasattr(consumer, "callback") and hasattr(consumer, "cancel")
+                           for consumer in consumers)):
+            return None
+        return cls(connection, consumers)
+
+    def requeue_deliveries(self) -> None:
+        """From now on, whichever thread reads a delivery puts it back on its
+        queue instead of acknowledging it for a listener about to stop."""
+        for consumer in self._consumers:
+            consumer.callback = _requeue
+
+    def cancel_consumers(self) -> None:
+        """Cancel every consumer, once the listener's thread has stopped: each
+        cancel reads (and so requeues) the deliveries sent before the broker
+        confirms it, and none comes after. A broken connection needs none:
+        the broker requeues what it had sent when the connection drops."""
+        try:
+            with self._connection._connection_lock:  # against the heartbeat thread
+                for consumer, tag in list(self._consumers.items()):
+                    consumer.cancel(tag=tag)
+        except Exception:
+            _LOG.debug("cannot cancel the consumers of a stopping server", exc_info=True)
+
+
+def _requeue(message: Any) -> None:
+    """The consumers' callback of a stopping server: put ``message`` (a
+    driver's ``RabbitMessage``) back on its queue, for the topic's other
+    servers; drop the wake-up message, which is for this server only."""
+    # oslo.messaging's AMQP drivers pack each context key as "_context_KEY"
+    wake_up = message.get(f"_context_{_WAKE_UP}")
+    try:
+        if wake_up:
+            message.acknowledge()
+        else:
+            message.requeue()
+    except Exception:  # the connection broke: the broker requeues it itself
+        _LOG.debug("cannot requeue a message at stop", exc_info=True)
 
 
 class OsloMessagingTransport(Transport):
