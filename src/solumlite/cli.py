@@ -68,12 +68,18 @@ def api(
     stale_after: Annotated[float, _STALE_AFTER] = 6.0,
     ready_file: Annotated[Path | None, _READY_FILE] = None,
     wire_stats: Annotated[Path | None, _WIRE_STATS] = None,
+    operator_token: Annotated[str | None, typer.Option(
+        envvar="SOLUMLITE_OPERATOR_TOKEN",
+        help="Serve the operator dashboard (/dashboard) to this bearer token: the fleet's "
+             "services, pins and online migrations. Read from the store, or with --db "
+             "none:// asked of the conductor.")] = None,
 ) -> None:
     """Serve the HTTP API of one release."""
     import uvicorn
 
     from solumlite.api import TokenMap, create_api
     from solumlite.api.auth import parse_pairs, read_file
+    from solumlite.status import StatusSource
 
     try:
         chosen = load_release(release)
@@ -85,19 +91,23 @@ def api(
         pins = None if storage_release is None else chosen.history.manifest(storage_release)
     except (ValueError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
+    status: StatusSource | None = None  # embedded: the dashboard reads the store
     if db.split(":", 1)[0].lower() == "none":
         if transport is None:
             _fail("--db none:// sends every flow to a conductor: give --transport too")
         if fleet is not None:
             _serve("api", chosen, db=fleet, transport=transport, slot=slot,
                    stale_after=stale_after, tokens=given, port=port,
-                   ready_file=ready_file, wire_stats=wire_stats)
+                   ready_file=ready_file, wire_stats=wire_stats,
+                   operator_token=operator_token)
             return
         from rollsafe.rpc import RemoteIndirection
         from rollsafe.rpc.messaging import OsloMessagingTransport
+        from solumlite.status import RemoteStatus
 
-        chosen.registry.indirection = RemoteIndirection(OsloMessagingTransport(transport),
-                                                        chosen.registry)
+        bus = OsloMessagingTransport(transport)
+        chosen.registry.indirection = RemoteIndirection(bus, chosen.registry)
+        status = RemoteStatus(bus)
         # Any flow that ran here by mistake fails at once, saying why.
         chosen.bind(chosen.open_store(db))
     else:
@@ -110,7 +120,14 @@ def api(
         if create_schema:
             store.ensure_schema()
         chosen.bind(store)
-    uvicorn.run(create_api(chosen, tokens), host=host, port=port, log_level=log_level)
+    try:
+        served = create_api(chosen, tokens, operator_token=operator_token,
+                            status_source=status if operator_token else None)
+    except ValueError as exc:
+        _fail(str(exc))
+    if operator_token:
+        typer.echo(f"operator dashboard: http://{host}:{port}/dashboard", err=True)
+    uvicorn.run(served, host=host, port=port, log_level=log_level)
 
 
 _SLOT = typer.Option(help="The service's place in the fleet (its replacement takes it).")
@@ -127,13 +144,15 @@ _TRANSPORT = typer.Option(help="oslo.messaging URL of the fleet's bus "
 def _serve(role: str, release: Release, *, db: str, transport: str, slot: str,
            stale_after: float, contracted: bool = False, step_delay: float = 0.05,
            tokens: dict[str, str] | None = None, port: int = 0,
-           ready_file: Path | None = None, wire_stats: Path | None = None) -> None:
+           ready_file: Path | None = None, wire_stats: Path | None = None,
+           operator_token: str | None = None) -> None:
     from solumlite.demo.processes import run_service
 
     try:
         run_service(role, release, db=db, transport_url=transport, slot=slot,
                     stale_after=stale_after, contracted=contracted, step_delay=step_delay,
-                    tokens=tokens, port=port, ready_file=ready_file, wire_stats=wire_stats)
+                    tokens=tokens, port=port, ready_file=ready_file, wire_stats=wire_stats,
+                    operator_token=operator_token)
     except (ValueError, ImportError) as exc:
         _fail(str(exc))
 

@@ -70,8 +70,36 @@ def test_the_api_command_serves_a_release_until_interrupted(
     (["--release", "n", "--db", "sqlite://", "--token", "no-equals-sign"], "TOKEN=PROJECT"),
     (["--release", "n", "--db", "none://", "--token", "a-token-1=p"], "give --transport"),
     (["--release", "n", "--db", "mysql://x", "--token", "a-token-1=p"], "no backend"),
+    (["--release", "n", "--db", "sqlite://", "--token", "a-token-1=p", "--operator-token",
+      "a-token-1"], "also a project's token"),
 ])
 def test_bad_usage_exits_2_saying_why(args: list[str], message: str) -> None:
     done = run("api", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
+
+
+def test_the_api_command_serves_the_dashboard_to_the_operator_token(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*SOLUMLITE, "api", "--release", "n1", "--db", f"sqlite:///{tmp_path}/cli.db",
+         "--port", str(port), "--token", "flag-token-01=globex", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SOLUMLITE_OPERATOR_TOKEN": "operator-token-01"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_health(url, process)
+        page = httpx.get(f"{url}/dashboard")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        status = httpx.get(f"{url}/dashboard/status",
+                           headers={"Authorization": "Bearer operator-token-01"})
+        assert status.status_code == 200, status.text
+        assert {"services", "pins", "migrations"} <= set(status.json())
+        assert httpx.get(f"{url}/dashboard/status", headers={
+            "Authorization": "Bearer flag-token-01"}).status_code == 403
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert f"operator dashboard: http://127.0.0.1:{port}/dashboard" in (
+        process.stderr.read() if process.stderr else "")

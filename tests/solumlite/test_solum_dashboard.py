@@ -298,6 +298,39 @@ def render(chromium: str, url: str, profile: Path) -> Dom:
     return Dom(done.stdout)
 
 
+def test_the_fleet_services_serve_the_dashboard_through_the_conductor(tmp_path: Path) -> None:
+    from solumlite.demo.services import (
+        ApiService,
+        ConductorService,
+        FleetOptions,
+        remote_calls,
+    )
+
+    stores = Stores(f"sqlite:///{tmp_path}/fleet.db")
+    stores.create_schema()
+    transport = InProcessTransport()
+    options = FleetOptions(stores.url, transport, host="dash")
+    conductor = ConductorService(n1.RELEASE, "conductor", options).start()
+    remote_calls(n.RELEASE, transport)  # release N's API: no store, calls the conductor
+    api = ApiService(n.RELEASE, "api-1", options, tokens=TOKENS,
+                     operator_token=OPERATOR).start()
+    try:
+        status = httpx.get(f"{api.url}/dashboard/status", timeout=10,
+                           headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert status.status_code == 200, status.text
+        body = status.json()
+        assert sorted((s["name"], s["release"], s["live"]) for s in body["services"]) == [
+            ("api", "N", True), ("conductor", "N+1", True)]
+        assert body["release"] == "N+1"
+    finally:
+        api.stop()
+        conductor.stop()
+        n.REGISTRY.indirection = None
+        transport.close()
+        stores.close()
+
+
+
 def test_chromium_shows_the_fleet_and_follows_it_when_a_service_leaves(
         chromium: str, served: ApiServer, setup: FleetSetup, tmp_path: Path) -> None:
     page = f"{served.url}/dashboard#token={OPERATOR}"

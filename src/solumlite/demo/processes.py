@@ -42,10 +42,12 @@ __all__ = ["ServiceProcess", "run_service"]
 def run_service(role: str, release: Release, *, db: str, transport_url: str, slot: str,
                 stale_after: float = 6.0, contracted: bool = False, step_delay: float = 0.05,
                 tokens: Mapping[str, str] | None = None, port: int = 0,
-                ready_file: Path | None = None, wire_stats: Path | None = None) -> None:
+                ready_file: Path | None = None, wire_stats: Path | None = None,
+                operator_token: str | None = None) -> None:
     """Run one service of ``release`` in this process until SIGTERM or
     SIGINT (main thread only). ``db``: the conductor's store, or for the
-    others the store holding the fleet's records."""
+    others the store holding the fleet's records; ``operator_token``: an
+    API's dashboard token."""
     from rollsafe.rpc.messaging import OsloMessagingTransport
 
     seen: Counter[tuple[str, str]] = Counter()
@@ -71,7 +73,8 @@ def run_service(role: str, release: Release, *, db: str, transport_url: str, slo
     elif role == "worker":
         service = WorkerService(release, slot, options, step_delay=step_delay, on_error=failed)
     elif role == "api":
-        service = ApiService(release, slot, options, tokens=tokens or {}, port=port)
+        service = ApiService(release, slot, options, tokens=tokens or {}, port=port,
+                             operator_token=operator_token)
         hand_workflows_to_workers(release, transport, on_error=failed)
     else:
         raise ValueError(f"no service role {role!r}: conductor, worker or api")
@@ -100,7 +103,8 @@ def run_service(role: str, release: Release, *, db: str, transport_url: str, slo
         if wire_stats is not None:
             with lock:
                 stats = {"wire": [[n, v, c] for (n, v), c in sorted(seen.items())],
-                         "errors": dict(errors)}
+                         "errors": dict(errors),
+                         "redispatched": getattr(service, "redispatched", 0)}
             wire_stats.write_text(json.dumps(stats), encoding="utf-8")
 
 
@@ -217,9 +221,10 @@ class ServiceProcess:
 
     def wire_stats(self) -> dict[str, Any]:
         """What the stopped process saw: ``{"wire": [[name, version,
-        count]...], "errors": {message: count}}`` (empty if it wrote none)."""
+        count]...], "errors": {message: count}, "redispatched": n}`` (the
+        workflows a conductor sent the workers again; empty if it wrote none)."""
         try:
             found: dict[str, Any] = json.loads(self.stats.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {"wire": [], "errors": {}}
+            return {"wire": [], "errors": {}, "redispatched": 0}
         return found

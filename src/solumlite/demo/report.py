@@ -57,7 +57,7 @@ def render_html(timeline: Timeline, summary: DemoSummary, *, title: str) -> str:
         f"{summary.writes_checked} writes checked, {summary.writes_lost} lost; "
         f"{summary.duration:.1f} s.</p>",
         (f"<p id='faults'>{html.escape(_fault_text(summary))}</p>"
-         if summary.retried or summary.kills else ""),
+         if summary.retried or summary.kills or summary.redispatched else ""),
         _ratio(summary),
         _phase_table(summary),
         "<h2>Timeline</h2>",
@@ -274,7 +274,7 @@ def render_text(summary: DemoSummary, *, report: Path | None = None,
         f"  writes     {summary.writes_checked} checked afterwards, {summary.writes_lost} lost; "
         f"{summary.workflows_unfinished} workflow(s) unfinished",
     ]
-    if summary.retried or summary.kills:
+    if summary.retried or summary.kills or summary.redispatched:
         lines.append(f"  faults     {_fault_text(summary)}")
     if summary.upgrade_p99_ratio is not None:
         lines.append(f"  p99        {summary.upgrade_p99_ms:.1f} ms during the upgrade, "
@@ -316,6 +316,9 @@ def _fault_text(summary: DemoSummary) -> str:
                  + (f" ({causes})" if causes else "")
                  + f": {summary.retried - summary.retried_failed} then succeeded, "
                    f"{summary.retried_failed} failed")
+    if summary.redispatched:
+        parts.append(f"the conductor sent {summary.redispatched} orphaned workflow(s) to the "
+                     "workers again")
     return "; ".join(parts)
 
 

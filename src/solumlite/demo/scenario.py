@@ -237,6 +237,9 @@ class _Run:
             for message, times in stats["errors"].items():
                 for _ in range(times):
                     self.timeline.background_error(message)
+            self.timeline.workflows_redispatched(int(stats.get("redispatched", 0)))
+        elif isinstance(service, ConductorService):
+            self.timeline.workflows_redispatched(service.redispatched)
 
     def replace(self, slot: str, new: _Service) -> None:
         """Start ``new``, then stop the service holding ``slot``."""

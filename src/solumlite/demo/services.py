@@ -51,6 +51,7 @@ from rollsafe.storage import Store, open_backend
 from solumlite.domain import Run, WorkflowShape, utcnow
 from solumlite.errors import IllegalTransitionError
 from solumlite.release import Release
+from solumlite.status import ReleaseStatus, RemoteStatus, serve_status
 
 if TYPE_CHECKING:
     from solumlite.api.server import ApiServer
@@ -335,6 +336,7 @@ class ConductorService(FleetService):
         self.store: Store | None = None
         self._conductor: Conductor | None = None
         self._sweep: OrphanSweep | None = None
+        self._status: Server | None = None
 
     @property
     def redispatched(self) -> int:
@@ -353,6 +355,8 @@ class ConductorService(FleetService):
             self.release.bind(store)
             self._conductor = Conductor(self.options.transport, self.release.registry,
                                         store=store, purge_interval=None).start()
+            # the operator dashboards of APIs without store access ask here
+            self._status = serve_status(self.options.transport, ReleaseStatus(self.release))
             if self.sweep_interval is not None:
                 self._sweep = OrphanSweep(self.release, store, self.options.transport,
                                           orphaned_after=self.orphaned_after)
@@ -367,6 +371,9 @@ class ConductorService(FleetService):
         the fleet, unbind the release if this store is still the bound one."""
         if self._sweep is not None:
             self._sweep.stop()
+        status, self._status = self._status, None
+        if status is not None:
+            status.stop()
         conductor, self._conductor = self._conductor, None
         if conductor is not None:
             conductor.stop()
@@ -474,15 +481,19 @@ def _raised(exc: BaseException, cls: type[Exception]) -> bool:
 
 class ApiService(FleetService):
     """The HTTP API of ``release`` for the holders of ``tokens`` (token ->
-    project), on 127.0.0.1 and a free port (see :attr:`url`)."""
+    project), on 127.0.0.1 and a free port (see :attr:`url`); with
+    ``operator_token``, also the operator dashboard, whose status it asks
+    of the conductor."""
 
     role = "api"
 
     def __init__(self, release: Release, slot: str, options: FleetOptions, *,
-                 tokens: Mapping[str, str], port: int = 0) -> None:
+                 tokens: Mapping[str, str], port: int = 0,
+                 operator_token: str | None = None) -> None:
         super().__init__(release, slot, options)
         self.tokens = dict(tokens)
         self.port = port
+        self.operator_token = operator_token
         self._server: ApiServer | None = None
 
     @property
@@ -501,8 +512,11 @@ class ApiService(FleetService):
                                    timeout=self.options.call_timeout)
         try:
             self._join(serializers=[indirection.serializer])
-            self._server = ApiServer(create_api(self.release, TokenMap(self.tokens)),
-                                     port=self.port).start()
+            status = None if self.operator_token is None else RemoteStatus(
+                self.options.transport)
+            api = create_api(self.release, TokenMap(self.tokens),
+                             operator_token=self.operator_token, status_source=status)
+            self._server = ApiServer(api, port=self.port).start()
         except BaseException:
             self.stop()
             raise

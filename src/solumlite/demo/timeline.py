@@ -90,6 +90,9 @@ class DemoSummary:
     kills: list[tuple[float, str, str]] = field(default_factory=list)
     #: Acknowledged workflows still queued or running when the run ended.
     workflows_unfinished: int = 0
+    #: Workflows a conductor found orphaned (their worker gone) and sent
+    #: the workers again (conductors killed with SIGKILL cannot say).
+    redispatched: int = 0
 
     @property
     def passed(self) -> bool:
@@ -124,6 +127,7 @@ class DemoSummary:
             "kills": [{"t": round(t, 3), "slot": slot, "release": release}
                       for t, slot, release in self.kills],
             "workflows_unfinished": self.workflows_unfinished,
+            "redispatched": self.redispatched,
         }
 
 
@@ -159,6 +163,8 @@ class Timeline:
         self.events: list[tuple[float, str]] = []
         #: (time, slot, release) of each service process killed, in order.
         self.kills: list[tuple[float, str, str]] = []
+        #: Orphaned workflows the conductors that stopped sent again.
+        self.redispatched = 0
         self._ended: float | None = None
 
     def now(self) -> float:
@@ -213,6 +219,11 @@ class Timeline:
             self.kills.append((now, slot, release))
             self.events.append((now, f"fault: kill -9 {slot} (release {release}, pid {pid})"))
 
+    def workflows_redispatched(self, count: int) -> None:
+        """A conductor that stopped had sent ``count`` orphaned workflows again."""
+        with self._lock:
+            self.redispatched += count
+
     def stored(self, label: str, counts: dict[str, dict[str, int]]) -> None:
         """The store holds ``counts`` (name -> version -> records) after
         ``label``; each version present is also seen in the store."""
@@ -249,6 +260,7 @@ class Timeline:
         (the upgrade phases' requests taken together)."""
         with self._lock:
             kills = list(self.kills)
+            redispatched = self.redispatched
             samples = list(self.samples)
             wire = _versions(self.wire_versions)
             stored = _versions(self.store_versions)
@@ -280,7 +292,7 @@ class Timeline:
             upgrade_p99_ms=p99(upgrade_phases) if upgrade_phases else None,
             retried_after=dict(Counter(s.retried_after for s in samples if s.retried_after)),
             retried_failed=sum(s.retried and not s.ok for s in samples), kills=kills,
-            workflows_unfinished=workflows_unfinished)
+            workflows_unfinished=workflows_unfinished, redispatched=redispatched)
 
 
 def _versions(counter: Counter[tuple[str, str]]) -> dict[str, list[str]]:
