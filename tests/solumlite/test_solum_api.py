@@ -341,15 +341,29 @@ def test_both_releases_serve_the_same_objects_from_one_store(tmp_path: Path) -> 
         stores.close()
 
 
-def test_an_api_without_store_access_serves_through_the_conductor(tmp_path: Path) -> None:
+@pytest.fixture
+def n_behind_a_conductor(tmp_path: Path) -> Iterator[None]:
+    """A conductor of release N+1 on a SQLite store, writing what N reads,
+    and release N's flows sent to it: N's APIs have no store."""
     stores = Stores(f"sqlite:///{tmp_path}/conductor.db")
     stores.create_schema()
     store = stores.open(n1.RELEASE, storage_versions=n1.HISTORY.manifest("N"))
     n1.RELEASE.bind(store)
     transport = InProcessTransport()
     conductor = Conductor(transport, n1.REGISTRY, store=store, purge_interval=None).start()
-    indirection = RemoteIndirection(transport, n.REGISTRY, timeout=10)
-    n.REGISTRY.indirection = indirection
+    n.REGISTRY.indirection = RemoteIndirection(transport, n.REGISTRY, timeout=10)
+    try:
+        yield
+    finally:
+        n.REGISTRY.indirection = None
+        conductor.stop()
+        transport.close()
+        n1.RELEASE.unbind()
+        stores.close()
+
+
+@pytest.mark.usefixtures("n_behind_a_conductor")
+def test_an_api_without_store_access_serves_through_the_conductor() -> None:
     front = Api(n.RELEASE, serve(n.RELEASE))  # release N's API, nothing bound to it
     try:
         _, app = pack_and_app(front.acme)
@@ -364,11 +378,6 @@ def test_an_api_without_store_access_serves_through_the_conductor(tmp_path: Path
         assert error_of(stale, 409)["error"] == "stale_revision"
     finally:
         front.close()
-        n.REGISTRY.indirection = None
-        conductor.stop()
-        transport.close()
-        n1.RELEASE.unbind()
-        stores.close()
 
 
 # -- idempotency keys -------------------------------------------------------------------
@@ -472,16 +481,9 @@ def test_a_key_sent_twice_at_once_creates_one_app(api: Api) -> None:
     assert len(apps_named(api.acme, body["name"])) == 1
 
 
-def test_a_repeat_through_another_api_instance_reaches_the_first_answer(tmp_path: Path
-                                                                        ) -> None:
-    stores = Stores(f"sqlite:///{tmp_path}/conductor.db")
-    stores.create_schema()
-    store = stores.open(n1.RELEASE, storage_versions=n1.HISTORY.manifest("N"))
-    n1.RELEASE.bind(store)
-    transport = InProcessTransport()
-    conductor = Conductor(transport, n1.REGISTRY, store=store, purge_interval=None).start()
+@pytest.mark.usefixtures("n_behind_a_conductor")
+def test_a_repeat_through_another_api_instance_reaches_the_first_answer() -> None:
     # Two instances of release N's API with no store: every flow is a call to the conductor.
-    n.REGISTRY.indirection = RemoteIndirection(transport, n.REGISTRY, timeout=10)
     one, two = Api(n.RELEASE, serve(n.RELEASE)), Api(n.RELEASE, serve(n.RELEASE))
     try:
         pack, _ = pack_and_app(one.acme)
@@ -496,8 +498,3 @@ def test_a_repeat_through_another_api_instance_reaches_the_first_answer(tmp_path
     finally:
         one.close()
         two.close()
-        n.REGISTRY.indirection = None
-        conductor.stop()
-        transport.close()
-        n1.RELEASE.unbind()
-        stores.close()

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import pytest
 from typer.testing import CliRunner
 
 from solumlite.cli import app
@@ -93,24 +96,29 @@ def test_the_demo_refuses_bad_options(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_the_same_upgrade_with_each_service_a_process_on_postgresql_and_rabbitmq(
-        tmp_path: Path, postgres_url: str, rabbit_url: str) -> None:
+@pytest.fixture
+def empty_db(postgres_url: str) -> Iterator[str]:
+    """The URL of an empty PostgreSQL schema of this test's own (the
+    database is shared), dropped afterwards."""
     import sqlalchemy as sa
 
-    schema = "solum_demo_test"
+    schema = f"solum_demo_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:  # a schema of our own: the database is shared
-        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
-        db = f"{postgres_url}?options=-csearch_path%3D{schema}"
-        code, summary, report = _demo(tmp_path, "--db", db, "--transport", rabbit_url,
-                                      "--apis", "1", "--workers", "1", "--logs",
-                                      str(tmp_path / "logs"), duration="8")
+        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         admin.dispose()
+
+
+def test_the_same_upgrade_with_each_service_a_process_on_postgresql_and_rabbitmq(
+        tmp_path: Path, empty_db: str, rabbit_url: str) -> None:
+    code, summary, report = _demo(tmp_path, "--db", empty_db, "--transport", rabbit_url,
+                                  "--apis", "1", "--workers", "1", "--logs",
+                                  str(tmp_path / "logs"), duration="8")
 
     assert code == 0, summary
     assert summary["failed"] == 0 and summary["writes_lost"] == 0 and summary["passed"]
@@ -124,23 +132,10 @@ def test_the_same_upgrade_with_each_service_a_process_on_postgresql_and_rabbitmq
 
 
 def test_a_kill_9_of_each_service_mid_upgrade_fails_no_request_and_loses_no_write(
-        tmp_path: Path, postgres_url: str, rabbit_url: str) -> None:
-    import sqlalchemy as sa
-
-    schema = "solum_demo_kill_test"
-    admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        db = f"{postgres_url}?options=-csearch_path%3D{schema}"
-        code, summary, report = _demo(tmp_path, "--db", db, "--transport", rabbit_url,
-                                      "--apis", "2", "--workers", "1", "--kill", "conductor",
-                                      "--kill", "worker", "--kill", "api", duration="8")
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        admin.dispose()
+        tmp_path: Path, empty_db: str, rabbit_url: str) -> None:
+    code, summary, report = _demo(tmp_path, "--db", empty_db, "--transport", rabbit_url,
+                                  "--apis", "2", "--workers", "1", "--kill", "conductor",
+                                  "--kill", "worker", "--kill", "api", duration="8")
 
     assert code == 0, summary
     assert summary["failed"] == 0 and summary["writes_lost"] == 0 and summary["passed"]
