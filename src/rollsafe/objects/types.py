@@ -238,6 +238,7 @@ class StrType(FieldType):
 
 #: Integers are signed 64-bit: what every codec and store carries.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_SMALL_MIN, _SMALL_MAX = -(2**30) + 1, 2**30 - 1
 _INT_RANGE = "int outside the signed 64-bit range every codec and store carries"
 
 
@@ -259,7 +260,11 @@ class IntType(FieldType):
         return int(value)
 
     def fast_check(self, var: str) -> str:
-        return f"(type({var}) is int and {INT_MIN} <= {var} <= {INT_MAX})"
+        # The first range holds the ints CPython compares fastest (one
+        # internal digit, so the comparison specialises); the second, tried
+        # only for larger ints, is the real bound.
+        return (f"(type({var}) is int and ({_SMALL_MIN} <= {var} <= {_SMALL_MAX} "
+                f"or {INT_MIN} <= {var} <= {INT_MAX}))")
 
     def from_prim(self, prim: Any, path: str, limits: DecodeLimits, depth: int) -> Any:
         if type(prim) is not int:
