@@ -128,8 +128,11 @@ def test_batches_of_7_over_50_records(store: Store, open_store: OpenStore,
     result = rewrite(store, App, batch=7)
 
     assert (result.found, result.rewritten, result.conflicts, result.remaining) == (50, 50, 0, 0)
-    # the walk: 7 full pages and a short one; then the final count, again in pages of 7
-    assert pages == [7] * 7 + [1] + [7] * 7 + [1]
+    # the walk: 7 full pages and a short one; then the final count: one
+    # GROUP BY on SQL, again in pages of 7 where the backend cannot count
+    walk = [7] * 7 + [1]
+    sql = store.backend.name == "sql"
+    assert pages == walk + ([] if sql else walk)
     assert stored(store) == {key: (APP_CURRENT, 2) for key in keys}
     assert every_app(store) == before
 
@@ -281,8 +284,9 @@ def test_a_record_that_keeps_changing_is_counted_as_a_conflict_and_left_for_late
     monkeypatch.setattr(rewrite_module, "_read_again", read_again)
     result = rewrite(store, App, batch=5)
 
-    # read by the walk, the retry and the final count: written after each
-    assert touches == 3
+    # read by the walk, the retry and (where the backend cannot count
+    # without reading: not SQL) the final count: written after each
+    assert touches == (2 if store.backend.name == "sql" else 3)
     assert (result.found, result.rewritten, result.conflicts, result.remaining) == (12, 11, 1, 1)
     assert stored(store)[victim] == (APP_OLDEST, 1 + touches)
     assert store.get(App, victim).counter == 7 + 1000 * touches

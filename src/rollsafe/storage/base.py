@@ -148,6 +148,14 @@ class Transaction(ABC):
     def query(self, collection: Collection, query: Query) -> list[Record]:
         """Up to ``query.limit`` records matching, in keyset order."""
 
+    def count_versions(self, collection: Collection, project: Any) -> dict[str, int] | None:
+        """How many records (in ``project`` when not None) are stored at each
+        version, counted by the database without reading them; raises as
+        :meth:`query` does for a record this code cannot read. None (this
+        default): the backend cannot count without reading every record, so
+        the caller walks them a page at a time."""
+        return None
+
 
 class Backend(ABC):
     """A database a store runs on."""

@@ -83,6 +83,13 @@ class Collection:
         self._check_history_keeps(key)
         if project is not None:
             self._check_history_keeps(project)
+        #: The current fields besides the key and the project: what a stored
+        #: object can change.
+        self.value_fields = frozenset(fields.keys() - {key, project})
+        #: The fields that can hold objects, by their name in any version.
+        self.object_fields = tuple(dict.fromkeys(
+            name for schema in info.schemas.values() for name, fld in schema.items()
+            if any(True for _ in fld.ftype.object_classes())))
 
     def _check_history_keeps(self, fname: str) -> None:
         info = self.cls._rs_info

@@ -106,12 +106,12 @@ def mark_for_rewrite(store: Store, obj: T) -> T:
     The update still names the revision ``obj`` was read at, so it is
     refused if the record changed since."""
     coll = store.collection(type(obj))
-    frozen = {coll.key} if coll.project is None else {coll.key, coll.project}
-    names = [name for name in type(obj)._rs_info.fields if name not in frozen]
-    if not names:
+    if not coll.value_fields:
         raise DefinitionError(f"{coll.object_name} has no field besides its key and project: "
                               "there is nothing a rewrite could write")
-    obj._rs_changed = set(obj._rs_changed) | set(names)
+    changed = set(obj._rs_changed)
+    changed.update(coll.value_fields)
+    obj._rs_changed = changed
     return obj
 
 
@@ -119,15 +119,23 @@ def count_outdated(store: Store, cls: type[VersionedObject], *, project: Any = N
                    batch: int = 500) -> tuple[int, int]:
     """``(older, newer)``: how many records of ``cls`` (in ``project`` when
     not None) are stored at a version older, and newer, than the one
-    ``store`` writes. Read-only, a page of ``batch`` records at a time."""
+    ``store`` writes. Read-only: counted by the database where the backend
+    can (SQL), else by reading ``batch`` records at a time."""
     coll = store.collection(cls)
     target = parse_version(target_version(store, cls))
+    query = store._query(coll, project, None, None, False, batch)
+    with store.backend.transaction(readonly=True) as tx:
+        counts = tx.count_versions(coll, query.project)
+    if counts is None:  # the backend cannot count them: walk the records
+        counts = {}
+        for records in _pages(store, coll, query):
+            for record in records:
+                counts[record.version] = counts.get(record.version, 0) + 1
     older = newer = 0
-    for records in _pages(store, coll, store._query(coll, project, None, None, False, batch)):
-        for record in records:
-            key = parse_version(record.version)
-            older += key < target
-            newer += key > target
+    for version, count in counts.items():
+        key = parse_version(version)
+        older += count if key < target else 0
+        newer += count if key > target else 0
     return older, newer
 
 

@@ -14,6 +14,7 @@ update names the revision it read: a stale one is refused with
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -154,19 +155,25 @@ class UnitOfWork:
         retry, for example one by one with :meth:`update`."""
         self._writable()
         objs = list(objs)
-        groups: dict[type, tuple[Collection, list[tuple[VersionedObject, Update]]]] = {}
+        # Per class: its collection, the objects that changed, their updates.
+        groups: dict[type, tuple[Collection, list[VersionedObject], list[Update]]] = {}
         for obj in objs:
-            coll = self._store.collection(type(obj))
-            change = self._change(coll, obj)
+            group = groups.get(type(obj))
+            if group is None:
+                group = groups[type(obj)] = (self._store.collection(type(obj)), [], [])
+            change = self._change(group[0], obj)
             if change is not None:
-                groups.setdefault(coll.cls, (coll, []))[1].append((obj, change))
-        for coll, changes in groups.values():
+                group[1].append(obj)
+                group[2].append(change)
+        for coll, changed, updates in groups.values():
+            if not updates:
+                continue
             try:
-                self._tx.update_many(coll, [change for _, change in changes])
+                self._tx.update_many(coll, updates)
             except BaseException:
                 self._broken = True  # some updates may be applied: never commit this unit
                 raise
-            for written, change in changes:
+            for written, change in zip(changed, updates, strict=True):
                 written._rs_meta = (change.expected_revision + 1, change.version)
                 reset_changes(written, recursive=True)
         return objs
@@ -175,35 +182,37 @@ class UnitOfWork:
         """The update that writes what changed in ``obj`` (None: nothing
         did); remembers ``obj`` so a unit that does not commit restores it."""
         revision = revision_of(obj)
-        stored_version = obj._rs_meta[1]
+        meta = obj._rs_meta
+        stored_version = meta[1]
         changed = what_changed(obj)
         if not changed:
             return None
-        primitive = self._store._primitive(obj)
+        primitive = self._store._primitive(coll, obj)
         reg = type(obj)._rs_info.registry
         version, data = primitive[reg.key_version], primitive[reg.key_data]
         if coll.key in changed or (coll.project is not None and coll.project in changed):
             raise StorageError(f"{coll.object_name}.{coll.key} and its project field cannot "
                                "change once stored")
-        if _newer(stored_version, version):
+        if version != stored_version and _newer(stored_version, version):
             raise StorageError(
                 f"{coll.object_name} {coll.key_of(data)} is stored at {stored_version}, newer "
                 f"than the storage version {version}: writing it would lose what "
                 f"{version} cannot hold; raise the storage version (the fleet pin) first")
-        self._remember(obj, changed)
+        self._undo.append((obj, meta, changed))  # a fresh set: what_changed made it
         full = version != stored_version
         if full:  # the record moves to another version: write it whole
             values = data
         else:
             names = set(primitive.get(reg.key_changes, ()))
             values = {name: data[name] for name in names}
-        return Update(coll.key_of(data), coll.project_of(data), revision, version, values, full)
+        return Update(data[coll.key], None if coll.project is None else data[coll.project],
+                      revision, version, values, full)
 
     def delete(self, obj: VersionedObject) -> None:
         """Remove a stored object (refused if it changed since it was read)."""
         self._writable()
         coll = self._store.collection(type(obj))
-        data = self._store._primitive(obj)[type(obj)._rs_info.registry.key_data]
+        data = self._store._primitive(coll, obj)[type(obj)._rs_info.registry.key_data]
         self._tx.delete(coll, coll.key_of(data), coll.project_of(data), revision_of(obj))
         self._remember(obj)
         obj._rs_meta = None
@@ -339,19 +348,23 @@ class Store:
             yield self._object(coll, record)  # type: ignore[misc]
 
     # -- conversions ----------------------------------------------------
-    def _primitive(self, obj: VersionedObject, strip: bool = True) -> dict[str, Any]:
+    def _primitive(self, coll: Collection, obj: VersionedObject,
+                   strip: bool = True) -> dict[str, Any]:
         primitive = to_primitive(obj, manifest=self.storage_versions)
         if not strip:
             return primitive
-        reg = type(obj)._rs_info.registry
-        for value in primitive[reg.key_data].values():
-            if isinstance(value, dict | list):
-                _drop_changes(value, reg.key_name, reg.key_changes, reg.key_data)
+        if coll.object_fields:  # only their values can hold nested envelopes
+            reg = type(obj)._rs_info.registry
+            data = primitive[reg.key_data]
+            for name in coll.object_fields:
+                value = data.get(name)
+                if isinstance(value, dict | list):
+                    _drop_changes(value, reg.key_name, reg.key_changes, reg.key_data)
         return primitive
 
     def _record(self, coll: Collection, obj: VersionedObject, strip: bool = True) -> Record:
         reg = type(obj)._rs_info.registry
-        primitive = self._primitive(obj, strip)
+        primitive = self._primitive(coll, obj, strip)
         data = primitive[reg.key_data]
         return Record(coll.key_of(data), coll.project_of(data), primitive[reg.key_version], 1,
                       data)
@@ -361,7 +374,8 @@ class Store:
         envelope = {reg.key_name: coll.object_name, reg.key_namespace: reg.namespace,
                     reg.key_version: record.version, reg.key_data: record.data}
         obj = from_primitive(envelope, coll.cls)
-        if what_changed(obj):  # only records written with change lists have any
+        # Only nested envelopes written with change lists bring any.
+        if coll.object_fields and what_changed(obj):
             reset_changes(obj, recursive=True)
         obj._rs_meta = (record.revision, record.version)
         return obj
@@ -413,8 +427,10 @@ class Store:
         return value, key
 
 
+@functools.lru_cache(maxsize=256)
 def _newer(a: str, b: str) -> bool:
-    """Whether version ``a`` is newer than ``b``."""
+    """Whether version ``a`` is newer than ``b`` (asked for every record
+    written; a handful of distinct pairs)."""
     from rollsafe.objects.history import parse_version
 
     return parse_version(a) > parse_version(b)

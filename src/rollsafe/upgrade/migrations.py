@@ -327,11 +327,13 @@ class _PagedMigration(Migration):
         if not chosen:
             return 0
         objs = [obj for _, obj in chosen]
+        written = 0
         try:
             with store.unit_of_work() as uow:
                 for obj in objs:
                     self._apply(store, obj)
-                written = sum(1 for obj in objs if what_changed(obj))
+                    if what_changed(obj):
+                        written += 1
                 uow.update_many(objs)
         except (ConflictError, NotFoundError):
             return None
