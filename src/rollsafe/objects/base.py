@@ -320,6 +320,8 @@ class ClassInfo:
     def _decode_changes(self, changes: Any, version: Version, path: str) -> set[str]:
         if type(changes) is not list and changes != ():
             raise DecodeError(path, f"changes must be a list, got {type(changes).__name__}")
+        if not changes:  # what stores send: nothing to check or carry forward
+            return set()
         schema = self.schemas[version.key]
         names = set()
         for item in changes:
