@@ -91,28 +91,31 @@ class _Axis:
 
 def _phase_marks(x: _Axis, timeline: Timeline, height: int, labels: bool) -> str:
     out = []
+    row, free_at = 0, [-1e9, -1e9]  # two rows of labels: the next starts where one is free
     for name, start, _ in timeline.phase_spans():
         px = x(start)
         out.append(f"<line x1='{px:.1f}' x2='{px:.1f}' y1='14' y2='{height - 20}' "
                    "stroke='#999' stroke-dasharray='4 3'/>")
         if labels:
-            out.append(f"<text x='{px + 3:.1f}' y='11' font-size='11' fill='#555'>"
-                       f"{html.escape(name)}</text>")
+            row = 0 if px >= free_at[0] else 1
+            free_at[row] = px + 7 * len(name) + 8
+            out.append(f"<text x='{px + 3:.1f}' y='{11 + 11 * row}' font-size='11' "
+                       f"fill='#555'>{html.escape(name)}</text>")
     return "".join(out)
 
 
 def _kill_marks(x: _Axis, timeline: Timeline, height: int, labels: bool) -> str:
     """A red line where each service process was killed (the fault run)."""
     out = []
-    for t, slot, release in list(timeline.kills):
+    for i, (t, slot, release) in enumerate(list(timeline.kills)):
         px = x(t)
         what = html.escape(f"kill -9 {slot} (release {release}) at {t:.1f}s")
         out.append(f"<line class='kill' x1='{px:.1f}' x2='{px:.1f}' y1='14' "
                    f"y2='{height - 20}' stroke='#c62828' stroke-width='2'>"
                    f"<title>{what}</title></line>")
-        if labels:
-            out.append(f"<text x='{px + 3:.1f}' y='26' font-size='10' fill='#c62828'>"
-                       f"kill -9 {html.escape(slot)}</text>")
+        if labels:  # stacked: kills come seconds apart
+            out.append(f"<text x='{px + 3:.1f}' y='{38 + 11 * i}' font-size='10' "
+                       f"fill='#c62828'>kill -9 {html.escape(slot)}</text>")
     return "".join(out)
 
 
