@@ -251,7 +251,7 @@ def demo(
     import json
 
     from solumlite.demo.report import render_text
-    from solumlite.demo.scenario import DemoOptions, run_demo
+    from solumlite.demo.scenario import DemoOptions, DemoRefused, run_demo
 
     if fault not in (None, "lost-write", "conductor-outage"):
         _fail(f"--fault {fault}: the faults are lost-write and conductor-outage")
@@ -265,7 +265,10 @@ def demo(
                               kill=tuple(kill or ()))
     except ValueError as exc:
         _fail(str(exc))
-    result = run_demo(options)
+    try:
+        result = run_demo(options)
+    except DemoRefused as exc:
+        _fail(str(exc))
     if json_output:
         typer.echo(json.dumps({**result.summary.as_dict(), "report": str(result.report),
                                "problems": result.problems}, indent=2))

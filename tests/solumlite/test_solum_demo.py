@@ -94,6 +94,31 @@ def test_the_demo_refuses_bad_options(tmp_path: Path) -> None:
     assert "at least 5 seconds" in result.output
     result = CliRunner().invoke(app, ["demo", "--fault", "gremlins"])
     assert result.exit_code == 2
+    result = CliRunner().invoke(app, ["demo", "--db", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 2 and "SQL schema" in result.output
+
+
+def test_the_demo_refuses_a_database_in_use_and_changes_nothing(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/used.db"
+    store = n.RELEASE.open_store(url)
+    store.ensure_schema()
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        before = sorted(sa.inspect(conn).get_table_names())
+        conn.execute(sa.text("CREATE TABLE marker (x INTEGER)"))
+        conn.commit()
+    result = CliRunner().invoke(app, ["demo", "--db", url, "--quiet", "--report",
+                                      str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    assert "already has tables the demo creates" in result.output
+    assert "solum_app" in result.output
+    with engine.connect() as conn:
+        assert sorted(sa.inspect(conn).get_table_names()) == sorted([*before, "marker"])
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM service_records")).scalar() == 0
+    engine.dispose()
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ from solumlite.release import TABLES, Release
 from solumlite.releases import n, n1
 
 __all__ = ["KILLABLE", "PHASES", "PROJECT_TOKENS", "UPGRADE_PHASES", "DemoOptions",
-           "DemoResult", "Fault", "count_stored", "run_demo"]
+           "DemoRefused", "DemoResult", "Fault", "count_stored", "run_demo"]
 
 #: The phases of a run, in order.
 PHASES = ("steady N", "expand", "roll", "migrate", "contract", "steady N+1")
@@ -84,6 +84,10 @@ KILLABLE = {"conductor": "conductor", "worker": "worker-1", "api": "api-1"}
 
 #: Project -> bearer token of the demo's two projects.
 PROJECT_TOKENS = {"acme": "demo-token-acme", "globex": "demo-token-globex"}
+
+
+class DemoRefused(ValueError):
+    """The demo cannot run where it was pointed (a database already in use)."""
 
 
 @dataclass
@@ -128,6 +132,10 @@ class DemoOptions:
                              f"{', '.join(KILLABLE)}")
         if len(set(self.kill)) != len(self.kill):
             raise ValueError("--kill names each role at most once")
+        scheme = (self.db or "sqlite://").split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError(f"--db {self.db}: the demo expands and contracts a SQL schema: "
+                             "give sqlite:///PATH or postgresql://...")
         if self.kill and self.transport is None:
             raise ValueError("--kill kills service processes: run them as processes of "
                              "their own with --transport rabbit://... (and --db)")
@@ -287,8 +295,24 @@ class _Run:
         """Count the stored versions now."""
         self.timeline.stored(label, count_stored(self.ops))
 
+    def refuse_a_used_database(self) -> None:
+        """:class:`DemoRefused` if the database already has any of the demo's
+        tables: the run creates them, drops columns at contract and checks
+        every record it wrote, so it needs an empty database (it changes
+        nothing before refusing)."""
+        import sqlalchemy as sa
+
+        wanted = {collection.name for collection in self.ops.collections}
+        with _sql(self.ops).engine.connect() as conn:
+            found = sorted(wanted & set(sa.inspect(conn).get_table_names()))
+        if found:
+            raise DemoRefused(f"--db already has tables the demo creates ({', '.join(found)}): "
+                              "point it at an empty database (or a new PostgreSQL schema, "
+                              "postgresql://...?options=-csearch_path%3DNAME)")
+
     def start_release_n(self) -> None:
         """Schema, fleet and services of release N, and the clients' setup."""
+        self.refuse_a_used_database()
         self.ops.ensure_schema()
         for release in (n.RELEASE, n1.RELEASE):
             if self.options.transport is not None:
