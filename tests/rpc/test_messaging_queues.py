@@ -158,9 +158,9 @@ def sending_late(monkeypatch: pytest.MonkeyPatch, broker: Broker, step: str,
                  send: Callable[[], object]) -> None:
     """Make each stopping server get ``send()`` (a message to its own queue)
     just after ``step`` of its stop, once the message is in the queue."""
-    from rollsafe.rpc import messaging
+    from rollsafe.rpc import amqp_handover
 
-    original = getattr(messaging._Handover, step)
+    original = getattr(amqp_handover.Handover, step)
 
     def step_then_send(handover: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(handover, *args, **kwargs)
@@ -169,7 +169,7 @@ def sending_late(monkeypatch: pytest.MonkeyPatch, broker: Broker, step: str,
         wait_for(lambda: broker.messages_in(queue) == 1, f"the late message in {queue}")
         return result
 
-    monkeypatch.setattr(messaging._Handover, step, step_then_send)
+    monkeypatch.setattr(amqp_handover.Handover, step, step_then_send)
 
 
 def test_a_wake_up_message_that_comes_late_does_not_keep_the_servers_queue(
