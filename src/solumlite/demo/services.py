@@ -24,6 +24,7 @@ flight, leave the fleet.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -36,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from rollsafe import VersionedObject
+from rollsafe.errors import NotFoundError
 from rollsafe.rpc import (
     SERVICES,
     Conductor,
@@ -214,7 +216,7 @@ class OrphanSweep:
     ``orphaned_after``."""
 
     def __init__(self, release: Release, store: Store, transport: Transport, *,
-                 orphaned_after: float = 5.0, page: int = 100, pages: int = 10,
+                 orphaned_after: float = 5.0, page: int = 100, pages: int = 2,
                  clock: Callable[[], datetime] = utcnow) -> None:
         if orphaned_after <= 0:
             raise ValueError("orphaned_after must be a positive number of seconds")
@@ -353,6 +355,7 @@ class ConductorService(FleetService):
         try:
             self._join(stores=[store])
             self.release.bind(store)
+            self._warm_up(store)
             self._conductor = Conductor(self.options.transport, self.release.registry,
                                         store=store, purge_interval=None).start()
             # the operator dashboards of APIs without store access ask here
@@ -365,6 +368,17 @@ class ConductorService(FleetService):
             self.stop()
             raise
         return self
+
+    def _warm_up(self, store: Store) -> None:
+        """Read each table once before taking calls: what the store prepares
+        on first use (its statements, its row readers) is then ready, and
+        the first calls the new conductor takes mid-roll do not wait for it."""
+        nobody, nothing = "warm-up", uuid.UUID(int=0)
+        with store.unit_of_work(readonly=True) as unit:
+            for cls in self.release.classes.values():
+                unit.query(cls, project=nobody, limit=1)
+                with contextlib.suppress(NotFoundError):  # nothing there, as meant
+                    unit.get(cls, nothing, project=nobody)
 
     def stop(self) -> None:
         """Stop sweeping and taking calls (those in flight finish), leave
