@@ -33,7 +33,7 @@ def _run() -> Timeline:
     timeline.record(RequestSample(start=2.1, latency=0.5, operation="create_app",
                                   phase="upgrade", ok=False, error="ConnectError"))
     timeline.record(RequestSample(start=2.2, latency=0.03, operation="create_app",
-                                  phase="upgrade", ok=True, retried=True))
+                                  phase="upgrade", ok=True, retried_after="refused"))
     timeline.saw_on_wire("App", "1.0")
     timeline.saw_in_store("App", "1.1")
     timeline.saw_in_store("App", "1.0")

@@ -25,20 +25,23 @@ __all__ = ["DemoSummary", "PhaseFigures", "RequestSample", "Timeline", "percenti
 class RequestSample:
     """One client request: ``start`` in seconds since the run began,
     ``latency`` in seconds, the phase it started in, and its outcome.
-    ``retried`` is True when the first attempt failed at the connection and
-    the request was sent again (a kill -9 fault run expects some);
-    ``retried_after`` says how that attempt failed: ``"refused"`` (no
-    connection: nothing was sent) or ``"broken"`` (the connection broke
-    with the request in flight)."""
+    ``retried_after`` is set when the first attempt failed at the
+    connection and the request was sent again (a kill -9 fault run expects
+    some): ``"refused"`` (no connection: nothing was sent) or ``"broken"``
+    (the connection broke with the request in flight)."""
 
     start: float
     latency: float
     operation: str
     phase: str
     ok: bool
-    retried: bool = False
     error: str | None = None
     retried_after: str | None = None
+
+    @property
+    def retried(self) -> bool:
+        """Whether the request was sent again after a connection failure."""
+        return self.retried_after is not None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,6 @@ class DemoSummary:
     requests: int
     succeeded: int
     failed: int
-    retried: int
     writes_checked: int
     writes_lost: int
     duration: float
@@ -93,6 +95,11 @@ class DemoSummary:
     #: Workflows a conductor found orphaned (their worker gone) and sent
     #: the workers again (conductors killed with SIGKILL cannot say).
     redispatched: int = 0
+
+    @property
+    def retried(self) -> int:
+        """Requests sent again after their first attempt failed at the connection."""
+        return sum(self.retried_after.values())
 
     @property
     def passed(self) -> bool:
@@ -284,7 +291,7 @@ class Timeline:
 
         return DemoSummary(
             requests=len(samples), succeeded=sum(s.ok for s in samples),
-            failed=sum(not s.ok for s in samples), retried=sum(s.retried for s in samples),
+            failed=sum(not s.ok for s in samples),
             writes_checked=writes_checked, writes_lost=writes_lost, duration=self.duration,
             phases=phases, wire_versions=wire, store_versions=stored, errors=dict(errors),
             background_errors=background, store_counts=store_counts, events=events,

@@ -42,6 +42,9 @@ Check = Callable[[Any], str | None]
 #: How many times a client sends a request that fails at the connection.
 ATTEMPTS = 4
 
+#: A connection that broke with the request in flight (it may have been done).
+_BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
 
 class Endpoints:
     """The live API URLs the clients use, with their requests in flight;
@@ -278,22 +281,20 @@ class Client(threading.Thread):
         if method != "GET":
             sent[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
         for attempt in range(1, ATTEMPTS + 1):
+            url = None
             try:
                 with self.endpoints.use() as url:
-                    try:
-                        response = self._http.request(method, url + path, json=body,
-                                                      headers=sent)
-                    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                            httpx.WriteError):
-                        self.endpoints.down(url)
-                        raise
+                    response = self._http.request(method, url + path, json=body, headers=sent)
                 break
-            except httpx.ConnectError as exc:
-                cause = cause or "refused"
-                error = f"{operation}: cannot connect: {exc}"
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                cause = cause or "broken"
-                error = f"{operation}: the connection broke: {type(exc).__name__}: {exc}"
+            except (httpx.ConnectError, *_BROKEN) as exc:
+                if url is not None:
+                    self.endpoints.down(url)
+                if isinstance(exc, httpx.ConnectError):
+                    cause = cause or "refused"
+                    error = f"{operation}: cannot connect: {exc}"
+                else:
+                    cause = cause or "broken"
+                    error = f"{operation}: the connection broke: {type(exc).__name__}: {exc}"
             except (httpx.HTTPError, RuntimeError) as exc:
                 error = f"{operation}: {type(exc).__name__}: {exc}"
                 break
@@ -313,8 +314,7 @@ class Client(threading.Thread):
                 if wrong is not None:
                     error = f"{operation}: wrong content: {wrong}"
         self.timeline.record(RequestSample(start=start, latency=latency, operation=operation,
-                                           phase=phase, ok=error is None,
-                                           retried=cause is not None, retried_after=cause,
+                                           phase=phase, ok=error is None, retried_after=cause,
                                            error=error))
         return response if error is None else None
 
