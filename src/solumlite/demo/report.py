@@ -57,7 +57,7 @@ def render_html(timeline: Timeline, summary: DemoSummary, *, title: str) -> str:
         f"{summary.writes_checked} writes checked, {summary.writes_lost} lost; "
         f"{summary.duration:.1f} s.</p>",
         (f"<p id='faults'>{html.escape(_fault_text(summary))}</p>"
-         if summary.retried or summary.kills or summary.redispatched else ""),
+         if _faulted(summary) else ""),
         _ratio(summary),
         _phase_table(summary),
         "<h2>Timeline</h2>",
@@ -277,7 +277,7 @@ def render_text(summary: DemoSummary, *, report: Path | None = None,
         f"  writes     {summary.writes_checked} checked afterwards, {summary.writes_lost} lost; "
         f"{summary.workflows_unfinished} workflow(s) unfinished",
     ]
-    if summary.retried or summary.kills or summary.redispatched:
+    if _faulted(summary):
         lines.append(f"  faults     {_fault_text(summary)}")
     if summary.upgrade_p99_ratio is not None:
         lines.append(f"  p99        {summary.upgrade_p99_ms:.1f} ms during the upgrade, "
@@ -306,6 +306,11 @@ def render_text(summary: DemoSummary, *, report: Path | None = None,
     if report is not None:
         lines.append(f"  report     {report}")
     return "\n".join(lines)
+
+
+def _faulted(summary: DemoSummary) -> bool:
+    """Whether the run had faults to report: kills, retries, re-sent workflows."""
+    return bool(summary.retried or summary.kills or summary.redispatched)
 
 
 def _fault_text(summary: DemoSummary) -> str:
